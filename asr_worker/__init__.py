@@ -1,0 +1,1 @@
+"""ASR workers: the pure streaming core, the model seam, and (later) the leased worker loop."""

@@ -1,0 +1,91 @@
+"""LocalAgreement-2: a word is committed once two consecutive hypotheses agree on it.
+
+Agreement is decided on characters, whitespace ignored, so that two hypotheses that split the same
+Japanese text into different token pieces still agree. In spaced languages a word is only committed
+when both hypotheses end a word at the same place (no half words); in unspaced languages any piece
+inside the agreed prefix may be committed, since display joins pieces without spaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asr_worker.words import Word
+
+OVERLAP_WINDOW_S = 1.0
+"""A new hypothesis whose first word starts this close to the last commit may repeat committed words."""
+OVERLAP_MAX_WORDS = 5
+"""Longest run of committed words looked for again at the start of a new hypothesis."""
+RECENT_WORDS = 8
+"""Committed words remembered for that comparison."""
+START_SLACK_S = 0.1
+"""Words starting this much before the last committed end still count as new."""
+
+
+def _key(text: str) -> str:
+    return "".join(text.split())
+
+
+@dataclass
+class HypothesisBuffer:
+    """The uncommitted part of the last hypothesis and what is needed to compare the next one."""
+
+    spaced: bool
+    last_committed_end: float = 0.0
+    pending: list[Word] = field(default_factory=list)
+    recent: list[Word] = field(default_factory=list)
+
+    def insert(self, words: list[Word]) -> list[Word]:
+        """Take a new hypothesis (absolute times); return it without what is already committed."""
+        new = [w for w in words if w.start > self.last_committed_end - START_SLACK_S and _key(w.text)]
+        if new and self.recent and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S:
+            tail = "".join(_key(w.text) for w in self.recent)
+            drop = 0
+            for n in range(1, min(OVERLAP_MAX_WORDS, len(new)) + 1):
+                if tail.endswith("".join(_key(w.text) for w in new[:n])):
+                    drop = n
+            new = new[drop:]
+        return new
+
+    def agree(self, new: list[Word]) -> list[Word]:
+        """Commit the prefix of ``new`` that the previous hypothesis agrees with; remember the rest."""
+        previous = "".join(_key(w.text) for w in self.pending)
+        boundaries: set[int] = set()
+        offset = 0
+        for w in self.pending:
+            offset += len(_key(w.text))
+            boundaries.add(offset)
+        current = "".join(_key(w.text) for w in new)
+        agreed = 0
+        for a, b in zip(previous, current, strict=False):
+            if a != b:
+                break
+            agreed += 1
+
+        committed: list[Word] = []
+        offset = 0
+        for w in new:
+            offset += len(_key(w.text))
+            if offset > agreed or (self.spaced and offset not in boundaries):
+                break
+            committed.append(w)
+        self.pending = new[len(committed) :]
+        self._remember(committed)
+        return committed
+
+    def commit_pending(self, until: float = float("inf")) -> list[Word]:
+        """Commit pending words ending by ``until`` without waiting for agreement.
+
+        Used at the end of the stream (everything) and when the buffer hits its hard bound.
+        """
+        count = 0
+        while count < len(self.pending) and self.pending[count].end <= until:
+            count += 1
+        committed, self.pending = self.pending[:count], self.pending[count:]
+        self._remember(committed)
+        return committed
+
+    def _remember(self, committed: list[Word]) -> None:
+        if committed:
+            self.last_committed_end = max(self.last_committed_end, committed[-1].end)
+            self.recent = (self.recent + committed)[-RECENT_WORDS:]

@@ -1,0 +1,43 @@
+"""The model seam: "transcribe this buffer with this prompt", and what comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from asr_worker.words import Word
+from common.options import StreamingOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One decoded segment. Times are relative to the start of the audio that was transcribed."""
+
+    start: float
+    end: float
+    words: tuple[Word, ...]
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeRequest:
+    """A buffer to transcribe. ``offset_s`` is where the buffer starts in the stream (for logs and fakes)."""
+
+    audio: np.ndarray
+    offset_s: float
+    prompt: str
+    options: StreamingOptions
+
+
+class Transcriber(Protocol):
+    """Anything that turns 16 kHz mono float32 audio into segments with word timestamps."""
+
+    def transcribe(self, request: TranscribeRequest) -> list[Segment]: ...

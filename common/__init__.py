@@ -1,0 +1,1 @@
+"""Shared pieces of the Whisper Streaming Pipeline: settings, wire schemas, audio helpers, errors."""

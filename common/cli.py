@@ -1,0 +1,168 @@
+"""The ``wsp`` command: parse, configure logging, build settings, run. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from common.errors import ConfigError, WspError
+from common.options import StreamingOptions
+from common.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from asr_worker.simulation import TimedCommit
+    from asr_worker.whisper_engine import WhisperTranscriber
+
+log = logging.getLogger("wsp")
+
+
+def bundled_sample(name: str = "ja_concert.wav") -> Path:
+    return Path(str(resources.files("common") / "samples" / name))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in {"model": getattr(args, "model", None)}.items() if v}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, prefix="WSP_")) from exc
+
+
+def _explain(exc: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{prefix}{name.upper() if prefix else name}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _options(args: argparse.Namespace) -> StreamingOptions:
+    fields = {
+        "language": args.language,
+        "task": args.task,
+        "glossary": tuple(args.glossary or ()),
+    }
+    try:
+        return StreamingOptions(**fields)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+
+
+def _add_stream_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, nargs="?", help="audio file (any format soundfile reads)")
+    parser.add_argument("--language", default="ja", help="spoken language, a Whisper code (default ja)")
+    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    parser.add_argument("--model", help="model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)")
+    parser.add_argument("--chunk-ms", type=int, default=500, help="audio arrives in chunks of this size")
+    parser.add_argument("--start", type=float, default=0.0, help="start this many seconds into the file")
+    parser.add_argument("--end", type=float, default=None, help="stop at this second of the file")
+    parser.add_argument("--glossary", action="append", help="a name or term to bias recognition (repeatable)")
+    parser.add_argument(
+        "--comp-unaware",
+        action="store_true",
+        help="ignore computation time (deterministic, faster than real time)",
+    )
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[StreamingOptions, np.ndarray, WhisperTranscriber]:
+    from asr_worker.whisper_engine import WhisperTranscriber
+    from common.audio import load_audio
+
+    if args.chunk_ms <= 0:
+        raise ConfigError("--chunk-ms must be positive")
+    options = _options(args)
+    audio = load_audio(args.file or bundled_sample(), args.start, args.end)
+    transcriber = WhisperTranscriber.load(_settings(args))
+    return options, audio, transcriber
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from asr_worker.bench import stream
+
+    options, audio, transcriber = _load_inputs(args)
+    print(f"streaming {args.file or bundled_sample()} ({audio.size / 16000:.1f} s) ...", file=sys.stderr)
+
+    def show(commit: TimedCommit, text: str) -> None:
+        print(f"[{commit.emitted_s:7.2f}s] ({commit.start_s:6.2f}-{commit.end_s:6.2f}) {text}", flush=True)
+
+    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware, show)
+    result = run.result
+    print(
+        f"done: {result.audio_s:.1f} s of audio, {len(result.commits)} commits, "
+        f"compute {result.compute_s:.1f} s (rtf {result.compute_s / result.audio_s:.2f})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    from asr_worker.bench import report, stream
+
+    reference = None
+    if args.ref is not None:
+        try:
+            reference = args.ref.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read reference {args.ref}: {exc.strerror}") from exc
+    options, audio, transcriber = _load_inputs(args)
+    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware)
+    figures = report(transcriber, audio, run, reference)
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+    else:
+        for key, value in figures.items():
+            if key not in ("commits", "options"):
+                print(f"{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsp", description="Whisper Streaming Pipeline: live captions for venues."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="stream a file through the recognizer in real time, print commits")
+    _add_stream_args(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bstream = bench_sub.add_parser("stream", help="latency and accuracy of streaming one file")
+    _add_stream_args(bstream)
+    bstream.add_argument("--ref", type=Path, help="reference transcript (UTF-8 text)")
+    bstream.add_argument("--json", action="store_true", help="print one JSON object")
+    bstream.set_defaults(func=cmd_bench_stream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except WspError as exc:
+        print(f"wsp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wsp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

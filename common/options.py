@@ -1,0 +1,186 @@
+"""The streaming options: how one track of a session is decoded and when text is committed.
+
+Stored with the session (it crosses Redis), so every result can say how it was produced.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Languages Whisper knows; checked early so a typo is a clear error, not a model crash.
+WHISPER_LANGUAGES = frozenset(
+    [
+        "af",
+        "am",
+        "ar",
+        "as",
+        "az",
+        "ba",
+        "be",
+        "bg",
+        "bn",
+        "bo",
+        "br",
+        "bs",
+        "ca",
+        "cs",
+        "cy",
+        "da",
+        "de",
+        "el",
+        "en",
+        "es",
+        "et",
+        "eu",
+        "fa",
+        "fi",
+        "fo",
+        "fr",
+        "gl",
+        "gu",
+        "ha",
+        "haw",
+        "he",
+        "hi",
+        "hr",
+        "ht",
+        "hu",
+        "hy",
+        "id",
+        "is",
+        "it",
+        "ja",
+        "jw",
+        "ka",
+        "kk",
+        "km",
+        "kn",
+        "ko",
+        "la",
+        "lb",
+        "ln",
+        "lo",
+        "lt",
+        "lv",
+        "mg",
+        "mi",
+        "mk",
+        "ml",
+        "mn",
+        "mr",
+        "ms",
+        "mt",
+        "my",
+        "ne",
+        "nl",
+        "nn",
+        "no",
+        "oc",
+        "pa",
+        "pl",
+        "ps",
+        "pt",
+        "ro",
+        "ru",
+        "sa",
+        "sd",
+        "si",
+        "sk",
+        "sl",
+        "sn",
+        "so",
+        "sq",
+        "sr",
+        "su",
+        "sv",
+        "sw",
+        "ta",
+        "te",
+        "tg",
+        "th",
+        "tk",
+        "tl",
+        "tr",
+        "tt",
+        "uk",
+        "ur",
+        "uz",
+        "vi",
+        "yi",
+        "yo",
+        "yue",
+        "zh",
+    ]
+)
+
+# Languages written without spaces between words: committed pieces are joined with "".
+UNSPACED_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "my", "km", "bo"})
+
+
+class StreamingOptions(BaseModel):
+    """Decoding and agreement parameters for one streaming track."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    language: str = Field("ja", description="Spoken language (Whisper code).")
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="translate = into English.")
+    min_chunk_s: float = Field(0.5, gt=0, le=10, description="New audio needed before the next step.")
+    trim_s: float = Field(
+        4.0, gt=0, description="Buffer length above which it is cut at the last committed sentence end."
+    )
+    segment_trim_s: float = Field(
+        8.0, gt=0, description="Buffer length above which a committed segment end is a cut point too."
+    )
+    max_buffer_s: float = Field(
+        16.0, gt=0, le=30, description="Hard bound: the buffer never grows past this (Whisper sees 30 s)."
+    )
+    prompt_chars: int = Field(200, ge=0, le=800, description="Committed text fed back as the prompt.")
+    glossary: tuple[str, ...] = Field((), description="Names and terms put in every prompt.")
+    beam_size: int = Field(1, ge=1, le=10, description="Beam width of each streaming step.")
+    max_tokens_per_s: float = Field(
+        12.0, gt=0, description="Bound on decoded tokens per second of buffer, so no step runs away."
+    )
+    window_pad_s: float | None = Field(
+        2.0,
+        ge=0,
+        le=30,
+        description="The encoder sees the buffer plus this much padding instead of Whisper's full 30 s "
+        "window (about twice as fast on a CPU at the same accuracy); None for the full window.",
+    )
+    vad: bool = Field(True, description="Skip the model on audio the silero VAD finds no speech in.")
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    no_speech_threshold: float = Field(0.6, gt=0, le=1)
+    log_prob_threshold: float = Field(-1.0, description="With no_speech_threshold: a segment is silence.")
+    compression_ratio_threshold: float = Field(
+        2.4, gt=1, description="Segments more repetitive than this (gzip ratio) are never committed."
+    )
+    max_repeats: int = Field(
+        3, ge=2, description="A piece of text repeated this many times in a row is a loop: cut it."
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in WHISPER_LANGUAGES:
+            raise ValueError(f"unknown language {value!r}; use a Whisper language code such as ja or en")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> StreamingOptions:
+        if not self.trim_s <= self.segment_trim_s <= self.max_buffer_s:
+            raise ValueError("need trim_s <= segment_trim_s <= max_buffer_s")
+        return self
+
+    @property
+    def output_language(self) -> str:
+        """The language of the committed text: English when translating."""
+        return "en" if self.task == "translate" else self.language
+
+    @property
+    def joiner(self) -> str:
+        """How committed pieces are joined: nothing for Japanese and friends, a space otherwise."""
+        return "" if self.output_language in UNSPACED_LANGUAGES else " "

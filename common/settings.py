@@ -1,0 +1,81 @@
+"""Process settings, read from the environment with the ``WSP_`` prefix.
+
+Built once at an entry point and passed in; nothing reads them at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_MODEL = "bundled"
+"""The value of ``WSP_MODEL`` that selects the offline Whisper base model shipped as Python packages."""
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wsp"
+
+
+class Settings(BaseSettings):
+    """Everything a process of the pipeline can be told through ``WSP_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="WSP_", extra="ignore")
+
+    model: str = Field(
+        default=BUNDLED_MODEL,
+        description="faster-whisper model name (downloaded), a local CTranslate2 directory, or 'bundled'.",
+    )
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where assembled models live.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field(
+        default="default", description="CTranslate2 compute type; 'default' is int8 on cpu, float16 on cuda."
+    )
+    cpu_threads: int = Field(default=0, ge=0, description="Inference threads on cpu; 0 uses every core.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model, a directory, or 'bundled'")
+        return value.strip()
+
+    @field_validator("compute_type")
+    @classmethod
+    def _known_compute_type(cls, value: str) -> str:
+        known = {
+            "default",
+            "auto",
+            "int8",
+            "int8_float16",
+            "int8_float32",
+            "int8_bfloat16",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        }
+        if value not in known:
+            raise ValueError(f"unknown compute type {value!r}; one of {', '.join(sorted(known))}")
+        return value
+
+    def resolved_device(self) -> str:
+        """``cpu`` or ``cuda``: ``auto`` picks cuda when CTranslate2 sees a GPU."""
+        if self.device != "auto":
+            return self.device
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+    def resolved_compute_type(self, device: str) -> str:
+        if self.compute_type != "default":
+            return self.compute_type
+        return "float16" if device == "cuda" else "int8"
+
+    def resolved_cpu_threads(self) -> int:
+        return self.cpu_threads or (os.cpu_count() or 1)

@@ -1,0 +1,1 @@
+"""Ingest: the audio entry service and the stream simulator."""

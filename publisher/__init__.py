@@ -1,0 +1,1 @@
+"""Publisher: caption fan-out, history replay, export and the display page."""

@@ -1,0 +1,59 @@
+"""LocalAgreement-2 on hypotheses: what is committed, when, and what never is."""
+
+from asr_worker.hypothesis import HypothesisBuffer
+from asr_worker.words import Word
+
+
+def words(*texts: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    return [Word(start + i * step, start + i * step + 0.4, t) for i, t in enumerate(texts)]
+
+
+def test_nothing_is_committed_from_a_single_hypothesis() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    assert hyp.agree(hyp.insert(words("the", "quick", "brown"))) == []
+    assert [w.text for w in hyp.pending] == ["the", "quick", "brown"]
+
+
+def test_two_agreeing_hypotheses_commit_their_common_prefix() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("the", "quick", "brown")))
+    committed = hyp.agree(hyp.insert(words("the", "quick", "brow", "fox")))
+    assert [w.text for w in committed] == ["the", "quick"]
+    assert [w.text for w in hyp.pending] == ["brow", "fox"]
+
+
+def test_spaced_languages_never_commit_half_a_word() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("hello", "worlds")))
+    committed = hyp.agree(hyp.insert(words("hello", "world")))
+    assert [w.text for w in committed] == ["hello"]
+
+
+def test_japanese_pieces_agree_on_characters_even_when_split_differently() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("こんばんは", "本日")))
+    committed = hyp.agree(hyp.insert(words("こん", "ばんは", "本", "日は")))
+    assert "".join(w.text for w in committed) == "こんばんは本"
+
+
+def test_words_repeated_from_the_committed_tail_are_dropped() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("one", "two", "three")))
+    hyp.agree(hyp.insert(words("one", "two", "three", "four")))
+    assert hyp.last_committed_end == 1.4
+    # After a buffer cut, the model hears "three" again, timestamped just before the last commit end.
+    again = hyp.insert([Word(1.35, 1.6, "three"), Word(1.6, 2.0, "four"), Word(2.0, 2.4, "five")])
+    assert [w.text for w in again] == ["four", "five"]
+
+
+def test_words_starting_before_the_last_commit_are_dropped() -> None:
+    hyp = HypothesisBuffer(spaced=True, last_committed_end=5.0)
+    assert [w.text for w in hyp.insert(words("old", "new", start=4.5))] == ["new"]
+
+
+def test_commit_pending_respects_the_time_limit() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("a", "b", "c")))
+    assert [w.text for w in hyp.commit_pending(until=0.95)] == ["a", "b"]
+    assert [w.text for w in hyp.pending] == ["c"]
+    assert hyp.last_committed_end == 0.9

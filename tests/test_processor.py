@@ -1,0 +1,166 @@
+"""The online processor with a scripted engine: agreement over time, trimming, prompt, resume, finish."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from asr_worker.fake_engine import ScriptedTranscriber
+from asr_worker.processor import OnlineProcessor
+from asr_worker.simulation import simulate
+from asr_worker.words import Word
+from common.audio import SAMPLE_RATE
+from common.options import StreamingOptions
+from common.schemas import ProcessorState
+
+EN_TEXT = (
+    "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
+    "Photography is not allowed during the performance. The first half is Mozart. "
+    "After the interval we play Dvorak. Enjoy the evening."
+)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def run(engine: ScriptedTranscriber, options: StreamingOptions, seconds: float):
+    processor = OnlineProcessor(engine, options)
+    return processor, simulate(processor, silence(seconds), chunk_s=0.25, comp_aware=False)
+
+
+def committed_words(result) -> list[Word]:
+    return [w for c in result.commits for w in c.words]
+
+
+@pytest.fixture
+def en() -> StreamingOptions:
+    return StreamingOptions(language="en", vad=False)
+
+
+def test_every_word_is_committed_once_in_order(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT), flip_last=True)
+    _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
+    assert [w.text for w in committed_words(result)] == EN_TEXT.split()
+
+
+def test_commits_are_append_only_and_monotonic(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT), flip_last=True)
+    _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
+    emitted = [c.emitted_s for c in result.commits]
+    assert emitted == sorted(emitted)
+    words = committed_words(result)
+    for before, after in itertools.pairwise(words):
+        assert before.end <= after.start + 1e-9
+        assert after.start <= after.end
+
+
+def test_a_flipping_last_word_is_never_committed_in_its_unstable_spelling(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT), flip_last=True)
+    _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
+    assert not any("~" in w.text for w in committed_words(result))
+
+
+def test_words_are_committed_within_a_few_steps_of_being_spoken(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
+    _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
+    delays = [c.emitted_s - w.end for c in result.commits for w in c.words]
+    # tail_s (0.3) + two agreeing steps (2 x 0.5 s min chunk) + one chunk of slack
+    assert max(delays) <= 0.3 + 2 * en.min_chunk_s + 0.25 + 1e-6
+
+
+def test_the_buffer_is_cut_at_sentence_ends_and_stays_bounded(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
+    processor = OnlineProcessor(engine, en)
+    longest = 0.0
+    for _ in range(int((engine.timeline[-1].end + 1) / 0.25)):
+        processor.insert_audio(silence(0.25))
+        if processor.ready():
+            processor.process_iter()
+            longest = max(longest, processor.buffer_s)
+    assert longest <= en.max_buffer_s
+    starts = {round(r.offset_s, 3) for r in engine.requests}
+    sentence_ends = {round(w.end, 3) for w in engine.timeline if w.ends_sentence}
+    assert starts - {0.0} and starts - {0.0} <= sentence_ends
+
+
+def test_the_prompt_is_the_committed_text_before_the_buffer_plus_the_glossary() -> None:
+    options = StreamingOptions(language="en", vad=False, glossary=("Dvorak", "Mozart"))
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
+    run(engine, options, seconds=engine.timeline[-1].end + 1.0)
+    assert engine.requests[0].prompt == "Dvorak, Mozart"
+    later = next(r for r in engine.requests if r.offset_s > 0)
+    before = " ".join(w.text for w in engine.timeline if w.end <= later.offset_s + 1e-6)
+    assert later.prompt == "Dvorak, Mozart " + before
+    assert all(len(r.prompt) <= len("Dvorak, Mozart ") + options.prompt_chars for r in engine.requests)
+
+
+def test_japanese_is_joined_without_spaces() -> None:
+    timeline = ScriptedTranscriber.from_text("皆さま 、 こんばんは 。 本日 は")
+    engine = ScriptedTranscriber(timeline)
+    _, result = run(engine, StreamingOptions(language="ja", vad=False), seconds=timeline[-1].end + 1)
+    assert result.text("") == "皆さま、こんばんは。本日は"
+
+
+def test_finish_flushes_the_unstable_tail(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text("one two three four"), tail_s=0.0)
+    processor = OnlineProcessor(engine, en)
+    processor.insert_audio(silence(2.5))
+    first = processor.process_iter()
+    assert first.committed == [] and [w.text for w in first.partial] == ["one", "two", "three", "four"]
+    flushed = processor.finish()
+    assert [w.text for w in flushed.committed] == ["one", "two", "three", "four"]
+    assert flushed.partial == []
+
+
+def test_a_hard_bound_keeps_the_buffer_short_without_any_sentence_end() -> None:
+    options = StreamingOptions(language="en", vad=False, trim_s=2, segment_trim_s=3, max_buffer_s=4)
+    text = " ".join(f"w{i}" for i in range(60))
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(text), flip_last=True)
+    processor = OnlineProcessor(engine, options)
+    out: list[str] = []
+    for _ in range(int((engine.timeline[-1].end + 1) / 0.25)):
+        processor.insert_audio(silence(0.25))
+        if processor.ready():
+            out += [w.text for w in processor.process_iter().committed]
+            assert processor.buffer_s <= options.max_buffer_s
+    out += [w.text for w in processor.finish().committed]
+    assert out == [w for w in text.split()]
+
+
+@pytest.mark.parametrize("cut_after_steps", [3, 11, 24])
+def test_resuming_from_serialised_state_equals_an_uninterrupted_run(cut_after_steps: int) -> None:
+    options = StreamingOptions(language="en", vad=False)
+    timeline = ScriptedTranscriber.from_text(EN_TEXT)
+    seconds = timeline[-1].end + 1.0
+    audio = silence(seconds)
+    chunk = int(0.25 * SAMPLE_RATE)
+
+    def drive(processor: OnlineProcessor, start: int, stop_after: int | None) -> tuple[list[str], int]:
+        out: list[str] = []
+        steps = 0
+        pos = start
+        while pos < audio.size:
+            processor.insert_audio(audio[pos : pos + chunk])
+            pos += chunk
+            if processor.ready():
+                out += [w.text for w in processor.process_iter().committed]
+                steps += 1
+                if steps == stop_after:
+                    return out, pos
+        out += [w.text for w in processor.finish().committed]
+        return out, pos
+
+    whole, _ = drive(OnlineProcessor(ScriptedTranscriber(timeline, flip_last=True), options), 0, None)
+
+    engine = ScriptedTranscriber(timeline, flip_last=True)
+    original = OnlineProcessor(engine, options)
+    first, _ = drive(original, 0, cut_after_steps)
+    state = ProcessorState.model_validate_json(original.state().model_dump_json())
+
+    # Another worker: a fresh processor from the saved state, fed the audio again from the buffer start.
+    resumed = OnlineProcessor(engine, options, state=state)
+    resumed.insert_audio(audio[state.buffer_start_sample : state.received_sample])
+    rest, _ = drive(resumed, state.received_sample, None)
+    assert rest
+    assert first + rest == whole
