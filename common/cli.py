@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     bstream.add_argument("--ref", type=Path, help="reference transcript (UTF-8 text)")
     bstream.add_argument("--json", action="store_true", help="print one JSON object")
     bstream.set_defaults(func=cmd_bench_stream)
+
+    from asr_worker import commands as worker_commands
+    from ingest import commands as ingest_commands
+    from publisher import commands as publisher_commands
+
+    for package in (ingest_commands, worker_commands, publisher_commands):
+        package.register(sub)
     return parser
 
 

@@ -36,3 +36,86 @@ class ProcessorState(BaseModel):
     last_committed_end: float = 0.0
     segment_ends: list[float] = Field(default_factory=list)
     quiet_steps: int = 0
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+class TrackSpec(BaseModel):
+    """One output of a session: ``ja`` transcription, ``en`` translation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8})?$", description="Track name (its language).")
+    task: Literal["transcribe", "translate"] = "transcribe"
+
+
+class SessionCreate(BaseModel):
+    """Body of ``POST /v1/sessions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str = Field("ja", description="Spoken language (Whisper code).")
+    tracks: list[TrackSpec] | None = Field(
+        None, min_length=1, max_length=4, description="Default: one track transcribing the spoken language."
+    )
+    glossary: list[str] = Field(default_factory=list, max_length=100)
+    title: str = Field("", max_length=200)
+
+
+class SessionRecord(BaseModel):
+    """What Redis keeps about a session (``keys.session``), minus secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    id: str
+    title: str = ""
+    language: str
+    tracks: list[TrackSpec]
+    glossary: list[str] = Field(default_factory=list)
+    status: Literal["open", "streaming", "ended"] = "open"
+    created_at: float
+
+
+# --- audio WebSocket protocol -------------------------------------------------------------------
+
+
+class AudioStart(BaseModel):
+    """The opening JSON message on ``WS /v1/sessions/{sid}/audio``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["start"]
+    sample_rate: Literal[16000] = 16000
+    format: Literal["s16le"] = "s16le"
+    channels: Literal[1] = 1
+
+
+class AudioEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["end"]
+
+
+# --- captions -----------------------------------------------------------------------------------
+
+
+class CaptionEvent(BaseModel):
+    """A caption as displays receive it.
+
+    ``final`` events carry a per-track ``seq`` (1, 2, 3, ... with no gaps) and never change; ``partial``
+    events carry the current unstable tail of a track and replace the previous partial of that track;
+    ``skip`` says the worker jumped ahead over ``start``-``end`` to catch up; ``end`` closes the session.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    type: Literal["final", "partial", "skip", "end"]
+    track: str
+    seq: int | None = None
+    text: str = ""
+    start: float | None = None
+    end: float | None = None
+    emitted_at: float = Field(description="Unix time when the worker committed it.")

@@ -38,6 +38,21 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(default=0, ge=0, description="Inference threads on cpu; 0 uses every core.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # -- the distributed pipeline --
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db; unset: `wsp up` starts an embedded Redis server."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP services listen on.")
+    ingest_port: int = Field(default=8000, ge=1, le=65535)
+    publisher_port: int = Field(default=8001, ge=1, le=65535)
+    worker_capacity: int = Field(default=2, ge=1, le=256, description="Sessions one ASR worker runs at once.")
+    worker_id: str | None = Field(default=None, description="Stable worker name; default host-pid-random.")
+    lease_ttl_s: float = Field(default=3.0, gt=0.2, le=120, description="Dead worker's sessions move after.")
+    audio_stream_max_s: float = Field(
+        default=1800.0, gt=30, description="Audio kept per session stream (older chunks are trimmed)."
+    )
+    max_frame_bytes: int = Field(default=64_000, ge=3200, description="Largest accepted binary audio frame.")
+
     @field_validator("model")
     @classmethod
     def _model_not_blank(cls, value: str) -> str:

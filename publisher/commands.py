@@ -1,0 +1,9 @@
+"""`wsp` subcommands of the publisher package (registered by common.cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this package's subcommands to the `wsp` parser."""
