@@ -76,3 +76,40 @@ def report(
     for key in ("latency_p50_s", "latency_p90_s", "latency_mean_s"):
         out[key] = round(out[key], 3)
     return out
+
+
+NONSPEECH_TONES_HZ = (220.0, 330.0, 440.0, 550.0, 660.0, 880.0)
+"""The tone sequence: each tone lasts half a second, like a slow scale (a stand-in for music)."""
+
+
+def nonspeech_signals(seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Digital silence, white noise (std 0.1) and a tone sequence, each ``seconds`` long at 16 kHz."""
+    n = int(seconds * 16_000)
+    t = np.arange(n, dtype=np.float64) / 16_000
+    tone = np.take(NONSPEECH_TONES_HZ, (t // 0.5).astype(int) % len(NONSPEECH_TONES_HZ))
+    return {
+        "silence": np.zeros(n, dtype=np.float32),
+        "white_noise": (np.random.default_rng(seed).standard_normal(n) * 0.1).astype(np.float32),
+        "tones": (0.3 * np.sin(2 * np.pi * tone * t)).astype(np.float32),
+    }
+
+
+def nonspeech_report(
+    transcriber: WhisperTranscriber,
+    options: StreamingOptions,
+    seconds: float,
+    chunk_s: float,
+    comp_aware: bool,
+) -> dict[str, Any]:
+    """Committed characters for each non-speech signal (the target is zero for all)."""
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "language": options.language,
+        "task": options.task,
+        "vad": options.vad,
+    }
+    for name, audio in nonspeech_signals(seconds).items():
+        run = stream(transcriber, audio, options, chunk_s, comp_aware)
+        text = run.result.text(options.joiner)
+        out[name] = {"committed_chars": len("".join(text.split())), "text": text, "steps": run.result.steps}
+    return out

@@ -62,10 +62,13 @@ LOOP_MIN_CHARS = 8
 
 
 def _char_loop(text: str, repeats: int) -> bool:
-    """The same 1-6 characters ``repeats`` times in a row (loops Japanese splits into odd pieces)."""
+    """The same 1-6 characters ``repeats`` times in a row (loops Japanese splits into odd pieces).
+
+    A run of digits is a number, not a loop (100,000,000 is eight zeros in a row once normalised).
+    """
     key = normalise(text)
     pattern = re.compile(r"(.{1,6}?)\1{" + str(repeats - 1) + ",}")
-    return any(len(m.group(0)) >= LOOP_MIN_CHARS for m in pattern.finditer(key))
+    return any(len(m.group(0)) >= LOOP_MIN_CHARS and not m.group(0).isdigit() for m in pattern.finditer(key))
 
 
 def keep_segment(segment: Segment, options: StreamingOptions) -> bool:

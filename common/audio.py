@@ -42,9 +42,12 @@ def load_audio(path: str | Path, start_s: float = 0.0, end_s: float | None = Non
 
 
 def float_to_pcm16(samples: np.ndarray) -> bytes:
-    """float32 [-1, 1] to little-endian signed 16-bit PCM bytes (clipped)."""
-    clipped = np.clip(samples, -1.0, 1.0)
-    return (clipped * 32767.0).astype("<i2").tobytes()
+    """float32 [-1, 1] to little-endian signed 16-bit PCM bytes (rounded, clipped).
+
+    The inverse of :func:`pcm16_to_float`: PCM bytes read as floats and written back are unchanged.
+    """
+    scaled = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767)
+    return scaled.astype("<i2").tobytes()
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:

@@ -51,6 +51,7 @@ def _options(args: argparse.Namespace) -> StreamingOptions:
         "language": args.language,
         "task": args.task,
         "glossary": tuple(args.glossary or ()),
+        "vad": not getattr(args, "no_vad", False),
     }
     try:
         return StreamingOptions(**fields)
@@ -87,6 +88,10 @@ def _load_inputs(args: argparse.Namespace) -> tuple[StreamingOptions, np.ndarray
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.url:
+        from ingest.simulator import run_remote
+
+        return run_remote(args, args.file or bundled_sample())
     from asr_worker.bench import stream
 
     options, audio, transcriber = _load_inputs(args)
@@ -126,6 +131,20 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_nonspeech(args: argparse.Namespace) -> int:
+    from asr_worker.bench import nonspeech_report
+    from asr_worker.whisper_engine import WhisperTranscriber
+
+    if args.seconds <= 0 or args.chunk_ms <= 0:
+        raise ConfigError("--seconds and --chunk-ms must be positive")
+    args.glossary = None
+    options = _options(args)
+    transcriber = WhisperTranscriber.load(_settings(args))
+    figures = nonspeech_report(transcriber, options, args.seconds, args.chunk_ms / 1000, args.comp_aware)
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsp", description="Whisper Streaming Pipeline: live captions for venues."
@@ -135,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="stream a file through the recognizer in real time, print commits")
     _add_stream_args(sim)
+    sim.add_argument("--url", help="push the file to a running ingest service (http://HOST:PORT) instead")
+    sim.add_argument("--session", help="with --url: continue this session instead of creating one")
     sim.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
@@ -144,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     bstream.add_argument("--ref", type=Path, help="reference transcript (UTF-8 text)")
     bstream.add_argument("--json", action="store_true", help="print one JSON object")
     bstream.set_defaults(func=cmd_bench_stream)
+
+    noise = bench_sub.add_parser("nonspeech", help="what is committed on silence, white noise and tones")
+    noise.add_argument("--seconds", type=float, default=60.0, help="length of each signal (default 60)")
+    noise.add_argument("--language", default="ja")
+    noise.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    noise.add_argument("--model", help="model name, CTranslate2 directory or 'bundled'")
+    noise.add_argument("--chunk-ms", type=int, default=500)
+    noise.add_argument(
+        "--comp-aware", action="store_true", help="real-time pace (default: as fast as possible)"
+    )
+    noise.add_argument(
+        "--no-vad", action="store_true", help="let every step reach the model (tests the guards)"
+    )
+    noise.set_defaults(func=cmd_bench_nonspeech)
 
     from asr_worker import commands as worker_commands
     from ingest import commands as ingest_commands

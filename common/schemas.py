@@ -38,6 +38,21 @@ class ProcessorState(BaseModel):
     quiet_steps: int = 0
 
 
+class TrackCheckpoint(BaseModel):
+    """What ``keys.state(sid, track)`` holds: a track's processor state and where its audio is.
+
+    A worker that takes the session over resumes the processor from ``processor`` and re-reads the
+    audio stream from the entry ``audio_from`` on (the entry that holds ``processor.buffer_start_sample``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    processor: ProcessorState
+    audio_from: str = Field("-", description="Audio stream entry id to re-read from ('-': the first entry).")
+    ended: bool = Field(False, description="The track was flushed and its end event committed.")
+
+
 # --- sessions -----------------------------------------------------------------------------------
 
 

@@ -52,6 +52,19 @@ class Settings(BaseSettings):
         default=1800.0, gt=30, description="Audio kept per session stream (older chunks are trimmed)."
     )
     max_frame_bytes: int = Field(default=64_000, ge=3200, description="Largest accepted binary audio frame.")
+    display_queue_size: int = Field(
+        default=256,
+        ge=4,
+        le=100_000,
+        description="Live caption events queued per display before it is dropped.",
+    )
+    engine: Literal["whisper", "scripted"] = Field(
+        default="whisper",
+        description="ASR engine of a worker: the Whisper model, or a scripted fake for tests (no model).",
+    )
+    script_file: Path | None = Field(
+        default=None, description="With engine=scripted: a JSON list of {start, end, text} words it hears."
+    )
 
     @field_validator("model")
     @classmethod

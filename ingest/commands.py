@@ -3,7 +3,68 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+
+from pydantic import ValidationError
+
+from common.errors import ConfigError
+from common.redis_conn import require_url
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WS_MAX_SIZE_FLOOR = 1 << 20
+"""The WebSocket layer accepts messages up to this size (or 4x the frame limit), so a frame that is
+merely too large gets a clear 4413 error from the protocol instead of a bare 1009 close."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the `wsp` parser."""
+    ingest = sub.add_parser("ingest", help="run the ingest service (sessions and audio WebSocket)")
+    ingest.add_argument("--host", help="listen address (default: WSP_HOST)")
+    ingest.add_argument("--port", type=int, help="listen port (default: WSP_INGEST_PORT)")
+    ingest.set_defaults(func=cmd_ingest)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"host": args.host, "ingest_port": args.port}.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from exc
+    url = require_url(settings.redis_url)
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(settings.log_level)
+    asyncio.run(serve(settings, url))
+    return 0
+
+
+async def serve(settings: Settings, redis_url: str) -> None:
+    """Run the service until a signal stops it; the Redis client is closed on the way out."""
+    import uvicorn
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from ingest.app import create_app
+
+    redis = Redis.from_url(redis_url)
+    try:
+        try:
+            await redis.ping()
+        except RedisError as exc:
+            raise ConfigError(f"cannot reach Redis at {redis_url}: {exc}") from exc
+        config = uvicorn.Config(
+            create_app(settings, redis),
+            host=settings.host,
+            port=settings.ingest_port,
+            ws="websockets-sansio",
+            ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
+            log_config=None,
+        )
+        log.info("ingest on %s:%d, redis %s", settings.host, settings.ingest_port, redis_url)
+        await uvicorn.Server(config).serve()
+    finally:
+        await redis.aclose()

@@ -3,7 +3,59 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from common.errors import ConfigError
+from common.redis_conn import require_url
+from common.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to the `wsp` parser."""
+    parser = sub.add_parser(
+        "publisher",
+        help="serve caption displays: live captions over WebSocket, history replay, SRT/WebVTT export",
+    )
+    parser.set_defaults(func=cmd_publisher)
+
+
+def cmd_publisher(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = (f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError("; ".join(problems)) from exc
+    url = require_url(settings.redis_url)
+    asyncio.run(serve(settings, url))
+    return 0
+
+
+async def serve(settings: Settings, url: str) -> None:
+    """Run the publisher until interrupted."""
+    import uvicorn
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    from publisher.app import create_app
+
+    redis = Redis.from_url(url)
+    try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach Redis at {url}: {exc}") from exc
+        config = uvicorn.Config(
+            create_app(settings, redis),
+            host=settings.host,
+            port=settings.publisher_port,
+            ws="websockets-sansio",
+            log_config=None,
+            log_level=settings.log_level.lower(),
+        )
+        print(f"publisher on http://{settings.host}:{settings.publisher_port}", file=sys.stderr)
+        await uvicorn.Server(config).serve()
+    finally:
+        await redis.aclose()

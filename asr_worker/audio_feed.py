@@ -1,0 +1,120 @@
+"""Reading a session's audio stream: entries, the part of each a track still needs, resume points.
+
+Entries follow the ingest contract: ``kind`` = audio | end, ``sample0`` = absolute index of the first
+sample, ``pcm`` = s16le 16 kHz mono bytes. Pure apart from :func:`read_entries` (one Redis call).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from redis.asyncio import Redis
+
+from common.audio import SAMPLE_RATE, pcm16_to_float
+from common.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+FIRST_ENTRY = "-"
+"""The resume point of a track that has read nothing yet: the start of the stream."""
+
+
+@dataclass(frozen=True)
+class AudioEntry:
+    """One entry of the audio stream: samples from ``sample0`` on, or the end marker."""
+
+    id: str
+    sample0: int
+    samples: np.ndarray
+    is_end: bool = False
+
+    @property
+    def sample_end(self) -> int:
+        return self.sample0 + self.samples.size
+
+
+def parse_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> AudioEntry:
+    """An :class:`AudioEntry` from raw stream fields; :class:`AudioError` for a malformed entry."""
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    kind = fields.get(b"kind", b"").decode(errors="replace")
+    try:
+        sample0 = int(fields.get(b"sample0", b"0"))
+    except ValueError as exc:
+        raise AudioError(f"audio entry {eid}: sample0 is not an integer") from exc
+    if kind == "end":
+        return AudioEntry(eid, sample0, np.zeros(0, dtype=np.float32), is_end=True)
+    if kind != "audio":
+        raise AudioError(f"audio entry {eid}: unknown kind {kind!r}")
+    return AudioEntry(eid, sample0, pcm16_to_float(fields.get(b"pcm", b"")))
+
+
+def unseen_part(entry: AudioEntry, fed_until: int, max_gap_s: float) -> np.ndarray:
+    """The samples of ``entry`` a track that has been fed up to ``fed_until`` still needs.
+
+    Audio already fed is cut off (entries are re-read after a takeover). A gap before the entry (the
+    stream was trimmed under a slow worker) is filled with silence, at most ``max_gap_s`` of it, so
+    time stamps stay absolute.
+    """
+    if entry.sample_end <= fed_until:
+        return entry.samples[:0]
+    if entry.sample0 >= fed_until:
+        gap = entry.sample0 - fed_until
+        if gap == 0:
+            return entry.samples
+        log.warning("audio gap of %.2f s before entry %s", gap / SAMPLE_RATE, entry.id)
+        pad = np.zeros(min(gap, round(max_gap_s * SAMPLE_RATE)), dtype=np.float32)
+        return np.concatenate([pad, entry.samples])
+    return entry.samples[fed_until - entry.sample0 :]
+
+
+class ResumeIndex:
+    """Recent entries (id, first sample, end sample), to name the entry a track must resume from."""
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[str, int, int]] = deque()
+
+    def add(self, entry: AudioEntry) -> None:
+        if not entry.is_end:
+            self._entries.append((entry.id, entry.sample0, entry.sample_end))
+
+    def entry_for(self, sample: int) -> str:
+        """The id of the entry holding ``sample`` (or the next one); the stream start if none is known."""
+        for eid, _, end in self._entries:
+            if end > sample:
+                return eid
+        return self._entries[-1][0] if self._entries else FIRST_ENTRY
+
+    def forget_before(self, sample: int) -> None:
+        """Drop entries that end at or before ``sample`` (keeping the last one)."""
+        while len(self._entries) > 1 and self._entries[0][2] <= sample:
+            self._entries.popleft()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def parse_or_skip(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> AudioEntry:
+    """Like :func:`parse_entry`, but a malformed entry becomes an empty one (logged) instead of an error."""
+    try:
+        return parse_entry(entry_id, fields)
+    except AudioError as exc:
+        log.warning("skipping a malformed audio entry: %s", exc)
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        return AudioEntry(eid, 0, np.zeros(0, dtype=np.float32))
+
+
+async def read_range(redis: Redis, stream: str, start: str, count: int) -> list[AudioEntry]:
+    """Entries from ``start`` (inclusive, ``-`` for the first) on, at most ``count``."""
+    rows: Any = await redis.xrange(stream, min=start, max="+", count=count)
+    return [parse_or_skip(eid, fields) for eid, fields in rows]
+
+
+async def read_after(redis: Redis, stream: str, after: str, count: int, block_ms: int) -> list[AudioEntry]:
+    """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
+    reply: Any = await redis.xread({stream: after}, count=count, block=block_ms)
+    return [parse_or_skip(eid, fields) for _, rows in reply or [] for eid, fields in rows]

@@ -1,0 +1,206 @@
+"""The audio WebSocket protocol: ``WS /v1/sessions/{sid}/audio``.
+
+1. The client sends one JSON text message, :class:`common.schemas.AudioStart`.
+   The server answers ``{"type": "ready", "samples": N}`` (N: samples already accepted, so a client that
+   reconnects knows where the session stands; its next frame continues at sample N).
+2. The client sends binary frames of PCM s16le, 16 kHz, mono. Each accepted frame is appended to the
+   session's audio stream; about once a second of audio the server says ``{"type": "ack", "samples": N}``.
+3. The client sends ``{"type": "end"}``; the server appends the single ``end`` entry, answers
+   ``{"type": "ended", "samples": N}`` and closes with 1000.
+
+A client that disconnects without ``end`` may reconnect and go on. A new connection that starts the same
+session takes it over: the older one is refused on its next frame. Any refusal is a JSON
+``{"type": "error", "code": ..., "message": ...}`` followed by a close with a 4xxx code; it ends only the
+connection that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocketState
+
+from common import keys
+from common.audio import SAMPLE_RATE
+from common.schemas import AudioStart
+from ingest.store import (
+    BYTES_PER_SAMPLE,
+    SessionClosed,
+    SessionMissing,
+    SessionStore,
+    WriterReplaced,
+    stream_maxlen,
+)
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+"""A connection that has not sent its start message within this time is refused."""
+
+ACK_EVERY_SAMPLES = SAMPLE_RATE
+"""The server acknowledges accepted audio about once per second of it."""
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNKNOWN_SESSION = 4404
+CLOSE_CONFLICT = 4409
+CLOSE_TOO_LARGE = 4413
+CLOSE_UNAVAILABLE = 1011
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What one audio connection may send, and how much audio its stream keeps."""
+
+    max_frame_bytes: int
+    audio_stream_max_s: float
+
+
+class Refusal(Exception):
+    """Why a connection is closed: a short code and a sentence for the client, and the close code."""
+
+    def __init__(self, close_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.code = code
+        self.message = message
+
+
+def audio_router(store: SessionStore, limits: AudioLimits) -> APIRouter:
+    router = APIRouter()
+
+    @router.websocket("/v1/sessions/{sid}/audio")
+    async def audio(websocket: WebSocket, sid: str) -> None:
+        await websocket.accept()
+        try:
+            await _serve(websocket, sid, store, limits)
+        except Refusal as refusal:
+            log.info("audio %s refused: %s (%s)", sid[:80], refusal.code, refusal.message)
+            await _refuse(websocket, refusal)
+        except WebSocketDisconnect:
+            log.info("audio %s: client disconnected", sid[:80])
+        except RedisError as exc:
+            log.error("audio %s: redis failed: %s", sid[:80], exc)
+            await _refuse(websocket, Refusal(CLOSE_UNAVAILABLE, "unavailable", "storage is unavailable"))
+
+    return router
+
+
+async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    try:
+        await websocket.send_json({"type": "error", "code": refusal.code, "message": refusal.message})
+        await websocket.close(refusal.close_code, reason=refusal.code)
+    except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+        log.debug("could not deliver refusal %s: %s", refusal.code, exc)
+
+
+async def _receive(websocket: WebSocket, timeout: float | None = None) -> Mapping[str, Any]:
+    message: Mapping[str, Any] = await asyncio.wait_for(websocket.receive(), timeout)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    return message
+
+
+def _parse_start(message: Mapping[str, Any]) -> AudioStart:
+    text = message.get("text")
+    if text is None:
+        raise Refusal(
+            CLOSE_BAD_REQUEST,
+            "start_required",
+            'the first message must be JSON {"type": "start"}, sent before any audio',
+        )
+    try:
+        return AudioStart.model_validate_json(text)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+        raise Refusal(CLOSE_BAD_REQUEST, "bad_start", f"invalid start message: {detail}") from exc
+
+
+def _check_control(text: str) -> None:
+    """A text frame after the start must be ``{"type": "end"}``."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        body = None
+    if not (isinstance(body, dict) and body.get("type") == "end"):
+        raise Refusal(
+            CLOSE_BAD_REQUEST,
+            "unexpected_message",
+            'after the start message, send binary PCM frames or JSON {"type": "end"}',
+        )
+
+
+def _check_frame(pcm: bytes, limits: AudioLimits) -> None:
+    if len(pcm) > limits.max_frame_bytes:
+        raise Refusal(
+            CLOSE_TOO_LARGE,
+            "frame_too_large",
+            f"audio frame of {len(pcm)} bytes exceeds the limit of {limits.max_frame_bytes} bytes; "
+            "send shorter frames",
+        )
+    if len(pcm) % BYTES_PER_SAMPLE:
+        raise Refusal(
+            CLOSE_BAD_REQUEST,
+            "odd_frame",
+            f"audio frame of {len(pcm)} bytes is not whole PCM s16le samples (needs an even length)",
+        )
+
+
+async def _serve(websocket: WebSocket, sid: str, store: SessionStore, limits: AudioLimits) -> None:
+    try:
+        first = await _receive(websocket, START_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise Refusal(CLOSE_BAD_REQUEST, "start_timeout", "no start message arrived in time") from exc
+    try:  # checked once the client has spoken, so every refusal answers a message
+        keys.check_session_id(sid)
+    except keys.InvalidId as exc:
+        raise Refusal(CLOSE_BAD_REQUEST, "invalid_session_id", str(exc)) from exc
+    _parse_start(first)
+    writer = uuid.uuid4().hex
+    try:
+        samples = await store.start(sid, writer)
+    except SessionMissing as exc:
+        raise Refusal(CLOSE_UNKNOWN_SESSION, "unknown_session", str(exc)) from exc
+    except SessionClosed as exc:
+        raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
+    log.info("audio %s: streaming from sample %d", sid, samples)
+    await websocket.send_json({"type": "ready", "samples": samples})
+
+    acked = samples
+    smallest_frame = 0
+    while True:
+        message = await _receive(websocket)
+        pcm = message.get("bytes")
+        try:
+            if pcm is None:
+                _check_control(message.get("text") or "")
+                total = await store.end(sid, writer)
+                await websocket.send_json({"type": "ended", "samples": total})
+                await websocket.close(1000)
+                return
+            _check_frame(pcm, limits)
+            if not pcm:
+                continue
+            frame_samples = len(pcm) // BYTES_PER_SAMPLE
+            smallest_frame = min(smallest_frame or frame_samples, frame_samples)
+            maxlen = stream_maxlen(limits.audio_stream_max_s, smallest_frame)
+            samples = await store.append(sid, writer, pcm, maxlen) + frame_samples
+        except SessionMissing as exc:
+            raise Refusal(CLOSE_UNKNOWN_SESSION, "unknown_session", str(exc)) from exc
+        except SessionClosed as exc:
+            raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
+        except WriterReplaced as exc:
+            raise Refusal(CLOSE_CONFLICT, "replaced", str(exc)) from exc
+        if samples - acked >= ACK_EVERY_SAMPLES:
+            acked = samples
+            await websocket.send_json({"type": "ack", "samples": samples})

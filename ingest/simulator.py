@@ -1,0 +1,202 @@
+"""Push an audio file to a running ingest service at real-time pace, like a venue's microphone would.
+
+``wsp simulate FILE --url http://HOST:PORT`` creates a session (or continues ``--session SID``), streams the
+file over the audio WebSocket in frames of ``--chunk-ms`` and ends the stream. If the connection drops,
+it reconnects and continues exactly where the service says the audio stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+
+from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from common.errors import ConfigError, WspError
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+RECONNECT_ATTEMPTS = 5
+"""How many times a dropped connection is retried (with growing, jittered delays) before giving up."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    audio_url: str
+    display_url: str
+    captions_url: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    samples: int
+    """The session's total samples once the stream ended."""
+    reconnects: int
+
+
+def http_base(url: str) -> str:
+    """``http://host:port`` of the ingest service, whatever scheme or trailing slash it was given in."""
+    url = url.strip().rstrip("/")
+    for old, new in (("ws://", "http://"), ("wss://", "https://")):
+        if url.startswith(old):
+            url = new + url[len(old) :]
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url must look like http://HOST:PORT, got {url!r}")
+    return url
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("message") or body)
+    except ValueError:
+        return response.text[:200]
+
+
+def _info(body: dict[str, Any]) -> SessionInfo:
+    return SessionInfo(
+        id=body["id"],
+        audio_url=body["audio_url"],
+        display_url=body.get("display_url", ""),
+        captions_url=body.get("captions_url", ""),
+    )
+
+
+async def open_session(
+    base: str,
+    session: str | None,
+    language: str = "ja",
+    tracks: Sequence[dict[str, str]] | None = None,
+    glossary: Sequence[str] = (),
+    title: str = "",
+) -> SessionInfo:
+    """Create a session (or look up ``session``) on the ingest service at ``base``."""
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        try:
+            if session:
+                response = await client.get(f"/v1/sessions/{session}")
+            else:
+                body: dict[str, Any] = {"language": language, "glossary": list(glossary), "title": title}
+                if tracks:
+                    body["tracks"] = list(tracks)
+                response = await client.post("/v1/sessions", json=body)
+        except httpx.HTTPError as exc:
+            raise WspError(f"cannot reach ingest at {base}: {exc}") from exc
+    if response.status_code >= 400:
+        raise WspError(f"ingest refused the session ({response.status_code}): {_error_text(response)}")
+    return _info(response.json())
+
+
+async def _read_until_ended(ws: ClientConnection) -> int:
+    while True:
+        message = json.loads(await ws.recv())
+        if message.get("type") == "error":
+            raise WspError(f"ingest refused the audio: {message.get('message')} ({message.get('code')})")
+        if message.get("type") == "ended":
+            return int(message["samples"])
+        log.debug("ingest says %s", message)
+
+
+async def _send_from(ws: ClientConnection, pcm: bytes, pos: int, chunk: int, realtime: bool) -> int:
+    loop = asyncio.get_running_loop()
+    origin = loop.time() - pos / BYTES_PER_SECOND
+    reader = asyncio.create_task(_read_until_ended(ws))
+    try:
+        try:
+            while pos < len(pcm) and not reader.done():
+                frame = pcm[pos : pos + chunk]
+                if realtime:
+                    await asyncio.sleep(
+                        max(0.0, origin + (pos + len(frame)) / BYTES_PER_SECOND - loop.time())
+                    )
+                await ws.send(frame)
+                pos += len(frame)
+            if not reader.done():
+                await ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed:
+            if not reader.done():
+                raise
+        return await reader
+    finally:
+        reader.cancel()
+
+
+async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: bool = True) -> PushResult:
+    """Stream ``pcm`` (s16le) to ``audio_url`` after whatever the session already holds, then end it."""
+    if chunk_bytes <= 0 or chunk_bytes % 2:
+        raise ConfigError("the chunk must be a positive whole number of samples")
+    base: int | None = None
+    failures = 0
+    while True:
+        try:
+            async with connect(audio_url, max_size=1 << 20, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
+                ready = json.loads(await ws.recv())
+                if ready.get("type") != "ready":
+                    raise WspError(f"ingest refused the audio: {ready.get('message', ready)}")
+                accepted = int(ready["samples"])
+                base = accepted if base is None else base
+                pos = (accepted - base) * 2
+                if not 0 <= pos <= len(pcm):
+                    raise WspError(f"the session holds {accepted} samples, which this file cannot continue")
+                samples = await _send_from(ws, pcm, pos, chunk_bytes, realtime)
+                return PushResult(samples=samples, reconnects=failures)
+        except (ConnectionClosedError, OSError, TimeoutError) as exc:
+            failures += 1
+            if failures > RECONNECT_ATTEMPTS:
+                raise WspError(f"lost the connection to {audio_url} {failures} times; last: {exc}") from exc
+            delay = min(5.0, 0.25 * 2**failures) * random.uniform(0.5, 1.0)
+            log.warning("audio connection lost (%s); %d retries left", exc, RECONNECT_ATTEMPTS - failures + 1)
+            await asyncio.sleep(delay)
+
+
+def _tracks(language: str, task: str) -> list[dict[str, str]] | None:
+    if task != "translate" or language == "en":
+        return None
+    return [{"name": language, "task": "transcribe"}, {"name": "en", "task": "translate"}]
+
+
+def run_remote(args: argparse.Namespace, path: Path) -> int:
+    """`wsp simulate --url`: the command-line side (prints what a person needs to watch the captions)."""
+    if args.chunk_ms <= 0:
+        raise ConfigError("--chunk-ms must be positive")
+    base = http_base(args.url)
+    audio = load_audio(path, args.start, args.end)
+    pcm = float_to_pcm16(audio)
+    chunk = max(1, round(args.chunk_ms * SAMPLE_RATE / 1000)) * 2
+
+    async def run() -> PushResult:
+        info = await open_session(
+            base,
+            args.session,
+            language=args.language,
+            tracks=_tracks(args.language, args.task),
+            glossary=args.glossary or (),
+            title=path.name,
+        )
+        print(f"session: {info.id}", flush=True)
+        print(f"display: {info.display_url}", flush=True)
+        print(f"captions: {info.captions_url}", flush=True)
+        print(f"streaming {path} ({audio.size / SAMPLE_RATE:.1f} s) ...", file=sys.stderr)
+        return await push_audio(info.audio_url, pcm, chunk, realtime=not args.comp_unaware)
+
+    result = asyncio.run(run())
+    print(
+        f"done: the session holds {result.samples / SAMPLE_RATE:.1f} s of audio "
+        f"({result.reconnects} reconnects)",
+        file=sys.stderr,
+    )
+    return 0

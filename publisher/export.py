@@ -1,0 +1,179 @@
+"""Caption export: group a track's finals into readable cues, then write SubRip or WebVTT.
+
+Pure functions over :class:`~common.schemas.CaptionEvent` finals; the formats themselves are written by
+the ``srt`` and ``webvtt-py`` libraries.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import srt
+import webvtt
+from webvtt.models import Timestamp
+
+from common.options import UNSPACED_LANGUAGES
+from common.schemas import CaptionEvent
+
+SENTENCE_END = re.compile(r"[。．！？!?.…][」』”’\")]*$")
+"""A piece of text that ends a sentence: a cue ends after it."""
+
+
+@dataclass(frozen=True)
+class CueRules:
+    """How finals are grouped into cues (the usual subtitle reading limits)."""
+
+    max_duration_s: float = 7.0
+    """A cue never spans more than this, unless a single final already does."""
+    max_lines: int = 2
+    line_width: int = 42
+    """Characters per line: 42 for Latin scripts, 16 for Japanese and other unspaced scripts."""
+    max_pause_s: float = 1.5
+    """A pause longer than this between two finals starts a new cue."""
+    min_duration_s: float = 1.0
+    """Short cues stay on screen this long, unless the next cue starts earlier."""
+    joiner: str = " "
+
+
+def rules_for(track: str) -> CueRules:
+    """Reading limits for a track named by its language (``ja``, ``en``, ``zh-hant``...)."""
+    if track.split("-", 1)[0] in UNSPACED_LANGUAGES:
+        return CueRules(line_width=16, joiner="")
+    return CueRules()
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    start: float
+    end: float
+    text: str
+
+
+def wrap(text: str, rules: CueRules) -> list[str]:
+    """Break text into lines of at most ``rules.line_width`` characters, balanced in length."""
+    text = text.strip()
+    if not text:
+        return []
+    if rules.joiner:
+        return textwrap.wrap(text, rules.line_width, break_on_hyphens=False) or [text]
+    count = math.ceil(len(text) / rules.line_width)
+    size = math.ceil(len(text) / count)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _pieces(finals: Iterable[CaptionEvent]) -> list[_Piece]:
+    """Finals in sequence order, one per seq, with missing or inverted times made usable."""
+    by_seq: dict[int, CaptionEvent] = {}
+    for event in finals:
+        if event.type == "final" and event.seq is not None:
+            by_seq.setdefault(event.seq, event)
+    pieces: list[_Piece] = []
+    clock = 0.0
+    for seq in sorted(by_seq):
+        event = by_seq[seq]
+        text = event.text.strip()
+        start = event.start if event.start is not None else clock
+        end = event.end if event.end is not None else start
+        end = max(start, end)
+        clock = end
+        if text:
+            pieces.append(_Piece(start, end, text))
+    return pieces
+
+
+def _split_long(piece: _Piece, rules: CueRules) -> list[_Piece]:
+    """A final too long for one cue becomes several, its time shared in proportion to the characters."""
+    lines = wrap(piece.text, rules)
+    if len(lines) <= rules.max_lines:
+        return [piece]
+    chunks = [
+        rules.joiner.join(lines[i : i + rules.max_lines]) for i in range(0, len(lines), rules.max_lines)
+    ]
+    total = sum(len(c) for c in chunks)
+    out: list[_Piece] = []
+    start = piece.start
+    for chunk in chunks:
+        end = start + (piece.end - piece.start) * len(chunk) / total
+        out.append(_Piece(start, end, chunk))
+        start = end
+    return out
+
+
+def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
+    """Join consecutive finals into cues of at most ``max_lines`` lines and ``max_duration_s``.
+
+    A cue ends after a sentence end, before a long pause, or when the next final would not fit.
+    """
+    pieces = [part for piece in _pieces(finals) for part in _split_long(piece, rules)]
+    groups: list[list[_Piece]] = []
+    for piece in pieces:
+        current = groups[-1] if groups else None
+        if current is not None:
+            last = current[-1]
+            joined = rules.joiner.join([*(p.text for p in current), piece.text])
+            fits = (
+                not SENTENCE_END.search(last.text)
+                and piece.start - last.end <= rules.max_pause_s
+                and piece.end - current[0].start <= rules.max_duration_s
+                and len(wrap(joined, rules)) <= rules.max_lines
+            )
+            if fits:
+                current.append(piece)
+                continue
+        groups.append([piece])
+    return _timed(groups, rules)
+
+
+def _timed(groups: Sequence[Sequence[_Piece]], rules: CueRules) -> list[Cue]:
+    cues: list[Cue] = []
+    for i, group in enumerate(groups):
+        start, end = group[0].start, group[-1].end
+        wanted = max(end, start + rules.min_duration_s)
+        if i + 1 < len(groups):
+            wanted = max(end, min(wanted, groups[i + 1][0].start))
+        if wanted <= start:
+            wanted = start + rules.min_duration_s
+        text = rules.joiner.join(p.text for p in group)
+        cues.append(Cue(start, wanted, tuple(wrap(text, rules))))
+    return cues
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    """SubRip text (plain text, numbered from 1)."""
+    subtitles = [
+        srt.Subtitle(
+            index=i, start=timedelta(seconds=cue.start), end=timedelta(seconds=cue.end), content=cue.text
+        )
+        for i, cue in enumerate(cues, 1)
+    ]
+    return srt.compose(subtitles, reindex=False)
+
+
+def to_vtt(cues: Sequence[Cue]) -> str:
+    """WebVTT text; ``&``, ``<`` and ``>`` in captions are escaped as the format requires."""
+    captions = [
+        webvtt.Caption(
+            start=str(Timestamp.from_seconds(cue.start)),
+            end=str(Timestamp.from_seconds(cue.end)),
+            text=[html.escape(line, quote=False) for line in cue.lines],
+        )
+        for cue in cues
+    ]
+    return webvtt.WebVTT(captions=captions).content

@@ -1,0 +1,164 @@
+"""Live fan-out: one Redis pub/sub subscription per session per process, shared by all its displays.
+
+The first display of a session subscribes to ``keys.live(sid)``; the last one to leave unsubscribes. Each
+display has a bounded queue: a display that cannot keep up is dropped (told to close with 4408) instead of
+stalling the others or growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from common import keys
+from common.schemas import CaptionEvent
+from publisher.replay import decode_event
+
+log = logging.getLogger(__name__)
+
+CLOSE_TOO_SLOW = 4408
+CLOSE_FEED_LOST = 1011
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """A live caption event, parsed and serialised once for every display."""
+
+    event: CaptionEvent
+    text: str
+
+
+class Display:
+    """One display's place in the hub: its queue of live events and, once closed, why."""
+
+    def __init__(self, sid: str, queue_size: int) -> None:
+        self.sid = sid
+        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=queue_size)
+        self.closed = asyncio.Event()
+        self.close_code = 1000
+        self.close_reason = ""
+
+    def offer(self, live: LiveEvent) -> bool:
+        """Queue an event without waiting; False when the queue is full."""
+        try:
+            self.queue.put_nowait(live)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def shut(self, code: int, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.closed.set()
+
+
+@dataclass(eq=False)
+class _Channel:
+    sid: str
+    displays: set[Display] = field(default_factory=set)
+    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    task: asyncio.Task[None] | None = None
+
+
+class CaptionHub:
+    """Per process: the live subscriptions of every session that has displays here."""
+
+    def __init__(self, redis: Any, queue_size: int) -> None:
+        self._redis = redis
+        self._queue_size = queue_size
+        self._channels: dict[str, _Channel] = {}
+
+    def displays(self, sid: str) -> int:
+        channel = self._channels.get(sid)
+        return len(channel.displays) if channel else 0
+
+    async def join(self, sid: str) -> Display:
+        """A new display of ``sid``; returns once the session's subscription is live in Redis."""
+        channel = self._channels.get(sid)
+        if channel is None:
+            channel = _Channel(sid)
+            # A failure nobody waits for is logged by the listener, not again by asyncio.
+            channel.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._channels[sid] = channel
+            channel.task = asyncio.create_task(self._listen(channel), name=f"live:{sid}")
+        display = Display(sid, self._queue_size)
+        channel.displays.add(display)
+        try:
+            await asyncio.shield(channel.ready)
+        except BaseException:
+            self.leave(display)
+            raise
+        return display
+
+    def leave(self, display: Display) -> None:
+        """Remove a display; the last one of a session ends its subscription."""
+        channel = self._channels.get(display.sid)
+        if channel is None or display not in channel.displays:
+            return
+        channel.displays.discard(display)
+        if not channel.displays:
+            del self._channels[display.sid]
+            if channel.task is not None:
+                channel.task.cancel()
+
+    async def close(self) -> None:
+        """Close every display and subscription (process shutdown)."""
+        channels = list(self._channels.values())
+        self._channels.clear()
+        for channel in channels:
+            for display in channel.displays:
+                display.shut(1001, "publisher shutting down")
+            if channel.task is not None:
+                channel.task.cancel()
+        for channel in channels:
+            if channel.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await channel.task
+
+    def _fan_out(self, channel: _Channel, live: LiveEvent) -> None:
+        for display in list(channel.displays):
+            if not display.offer(live):
+                log.warning("display of session %s dropped: %d events queued", channel.sid, self._queue_size)
+                display.shut(CLOSE_TOO_SLOW, "too slow")
+                self.leave(display)
+
+    async def _listen(self, channel: _Channel) -> None:
+        name = keys.live(channel.sid)
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(name)
+            async for message in pubsub.listen():
+                kind = message["type"]
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                if kind == "subscribe" and not channel.ready.done():
+                    log.debug("subscribed to %s", name)
+                    channel.ready.set_result(None)
+                elif kind == "message":
+                    event = decode_event(message["data"])
+                    if event is not None:
+                        self._fan_out(channel, LiveEvent(event, event.model_dump_json()))
+        except (RedisError, OSError) as exc:
+            log.error("live subscription of session %s lost: %s", channel.sid, exc)
+            if not channel.ready.done():
+                channel.ready.set_exception(exc)
+            for display in list(channel.displays):
+                display.shut(CLOSE_FEED_LOST, "caption feed lost")
+            if self._channels.get(channel.sid) is channel:
+                del self._channels[channel.sid]
+        finally:
+            if not channel.ready.done():
+                channel.ready.cancel()
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(_unsubscribe(pubsub, name))
+
+
+async def _unsubscribe(pubsub: Any, name: str) -> None:
+    try:
+        await pubsub.unsubscribe(name)
+    finally:
+        await pubsub.aclose()

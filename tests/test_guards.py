@@ -1,0 +1,124 @@
+"""Guards against made-up text: stock phrases, repetition loops, silence read as speech."""
+
+import pytest
+
+from asr_worker import guards
+from asr_worker.transcriber import Segment
+from asr_worker.words import Word
+from common.options import StreamingOptions
+
+OPTIONS = StreamingOptions(language="ja")
+
+
+def pieces(*texts: str, start: float = 0.0, step: float = 0.3) -> tuple[Word, ...]:
+    return tuple(Word(start + i * step, start + i * step + 0.25, t) for i, t in enumerate(texts))
+
+
+def segment(*texts: str, start: float = 0.0, **scores: float) -> Segment:
+    words = pieces(*texts, start=start)
+    return Segment(words[0].start, words[-1].end, words, **scores)
+
+
+def kept_text(segments: list[Segment]) -> str:
+    return "".join(s.text for s in guards.clean(segments, OPTIONS))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ご視聴ありがとうございました",
+        "ご視聴ありがとうございました。",
+        "チャンネル登録よろしくお願いします！",
+        "Thank you for watching!",
+        "THANKS FOR WATCHING.",
+        "Ｔｈａｎｋ ｙｏｕ ｆｏｒ ｗａｔｃｈｉｎｇ",  # full width
+    ],
+)
+def test_known_hallucinations_are_never_kept(text: str) -> None:
+    assert guards.is_known_hallucination(text)
+    words = text.split() if " " in text else [text]
+    assert guards.clean([segment(*words)], OPTIONS) == []
+
+
+def test_a_sentence_that_merely_contains_a_stock_phrase_is_kept() -> None:
+    text = "皆さま、ご視聴ありがとうございました。次の曲です。"
+    assert not guards.is_known_hallucination(text)
+    assert kept_text([segment(text)]) == text
+
+
+def test_a_known_hallucination_among_real_segments_drops_only_itself() -> None:
+    real = segment("本日", "は", "ようこそ", "。")
+    made_up = segment("ご視聴", "ありがとう", "ございました", start=2.0)
+    after = segment("開演", "です", "。", start=4.0)
+    assert kept_text([real, made_up, after]) == "本日はようこそ。開演です。"
+
+
+def test_a_repetition_loop_is_cut_after_its_first_occurrence() -> None:
+    loop = segment("本日", "は", *["上に", "、"] * 8)
+    kept = guards.clean([loop], OPTIONS)
+    assert "".join(s.text for s in kept) == "本日は上に、"
+    # Kept words keep their timestamps.
+    assert kept[0].words == loop.words[:4]
+
+
+def test_a_single_word_loop_is_cut() -> None:
+    words = guards.cut_loop(list(pieces("the", "end", "end", "end", "end", "end")), max_repeats=3)
+    assert [w.text for w in words] == ["the", "end"]
+
+
+def test_a_loop_inside_one_piece_drops_the_segment_and_everything_after_it() -> None:
+    glued = segment("上に、上に、上に、上に、上に、")
+    later = segment("開演", "です", start=3.0)
+    assert kept_text([segment("ようこそ", "。"), glued, later]) == "ようこそ。"
+
+
+def test_words_repeated_fewer_times_than_the_limit_are_kept() -> None:
+    text = ("とても", "とても", "嬉しい", "です")
+    assert kept_text([segment(*text)]) == "とてもとても嬉しいです"
+
+
+@pytest.mark.parametrize("number", ["100000", "1000000円", "2000年", "ははは"])
+def test_numbers_and_short_repeats_are_not_taken_for_loops(number: str) -> None:
+    assert kept_text([segment("入場者", "は", number, "です")]) == f"入場者は{number}です"
+
+
+@pytest.mark.parametrize(
+    "number",
+    [("100", "000"), ("100", "0000", "000"), ("100", ",", "000", ",", "000")],
+    ids=["100000", "1000000000", "100,000,000"],
+)
+def test_a_number_split_into_token_pieces_is_not_a_loop(number: tuple[str, ...]) -> None:
+    # How Whisper's tokenizer splits these numbers; Japanese word timestamps come one per token.
+    assert kept_text([segment("賞金", "は", *number, "円")]) == "賞金は" + "".join(number) + "円"
+
+
+def test_silence_read_as_speech_is_dropped() -> None:
+    # Likely no speech and a low-confidence decode: Whisper's own silence rule.
+    silent = segment("えー", no_speech_prob=0.9, avg_logprob=-1.5)
+    assert guards.clean([silent], OPTIONS) == []
+
+
+@pytest.mark.parametrize(
+    ("no_speech_prob", "avg_logprob"),
+    [(0.9, -0.3), (0.2, -1.5)],
+    ids=["confident-decode", "speech-likely"],
+)
+def test_one_bad_score_alone_does_not_drop_a_segment(no_speech_prob: float, avg_logprob: float) -> None:
+    seg = segment("こんばんは", no_speech_prob=no_speech_prob, avg_logprob=avg_logprob)
+    assert kept_text([seg]) == "こんばんは"
+
+
+def test_a_segment_too_repetitive_to_be_speech_is_dropped() -> None:
+    above = segment("演奏会", "です", compression_ratio=OPTIONS.compression_ratio_threshold + 0.1)
+    at = segment("演奏会", "です", compression_ratio=OPTIONS.compression_ratio_threshold)
+    assert guards.clean([above], OPTIONS) == []
+    assert kept_text([at]) == "演奏会です"
+
+
+def test_thresholds_come_from_the_options() -> None:
+    strict = StreamingOptions(language="ja", compression_ratio_threshold=1.5, max_repeats=2)
+    assert guards.clean([segment("演奏会", compression_ratio=1.8)], strict) == []
+    cut = guards.clean([segment("はい", "はい", "はい")], strict)
+    assert "".join(s.text for s in cut) == "はい"
+    assert kept_text([segment("はい", "はい", "はい")]) == "はい"
+    assert kept_text([segment("はい", "はい")]) == "はいはい"

@@ -1,0 +1,234 @@
+"""The worker's atomic commit and lease decisions: gap-free seqs, fencing, resume points."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from asr_worker.audio_feed import FIRST_ENTRY, AudioEntry, ResumeIndex, parse_or_skip, unseen_part
+from asr_worker.commit import (
+    Committer,
+    Fenced,
+    TrackCommit,
+    caption_template,
+    end_event,
+    final_event,
+    partial_event,
+)
+from asr_worker.engines import make_transcriber, uses_vad, write_script
+from asr_worker.fake_engine import ScriptedTranscriber
+from asr_worker.leases import Lease, Leases, Room, claim_quota, unowned
+from asr_worker.session_runner import earliest, fresh_checkpoint
+from asr_worker.words import Word
+from common import keys
+from common.errors import ConfigError
+from common.redis_conn import EmbeddedRedis
+from common.schemas import CaptionEvent, ProcessorState, TrackCheckpoint
+from common.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("WSP_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+def words(*texts: str, start: float = 0.0) -> list[Word]:
+    return [Word(start + i, start + i + 0.5, t) for i, t in enumerate(texts)]
+
+
+def step(track: str, *texts: str, received: int = 16000, partial: str = "") -> TrackCommit:
+    state = ProcessorState(buffer_start_sample=0, received_sample=received, last_step_sample=received)
+    finals = [final_event(track, words(t), " ") for t in texts]
+    tail = partial_event(track, words(partial) if partial else [], " ")
+    return TrackCommit(track, TrackCheckpoint(processor=state, audio_from="5-0"), finals, tail)
+
+
+async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
+    rows: Any = await redis.xrange(keys.captions(sid))
+    return [CaptionEvent.model_validate_json(fields[b"event"]) for _, fields in rows]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- pure --------------------------------------------------------------------------------------
+def test_a_caption_template_takes_any_seq() -> None:
+    event = final_event("ja", words("今日は", "晴れ。"), "")
+    head, tail = caption_template(event)
+    parsed = CaptionEvent.model_validate_json(head + "42" + tail)
+    assert parsed.seq == 42
+    assert parsed.text == "今日は晴れ。"
+    assert (parsed.start, parsed.end) == (0.0, 1.5)
+
+
+def test_the_worker_with_most_room_takes_a_new_session() -> None:
+    me = Room("a", capacity=2, owned=1)
+    roomier = Room("b", capacity=4, owned=0)
+    assert claim_quota(me, [roomier], waited_s=0.1, grace_s=3.0) == 0
+    assert claim_quota(roomier, [me], waited_s=0.1, grace_s=3.0) == 4
+    # a session left waiting (or one whose worker died) goes to anyone with room
+    assert claim_quota(me, [roomier], waited_s=5.0, grace_s=3.0) == 1
+    assert claim_quota(Room("c", 1, 1), [], waited_s=99.0, grace_s=3.0) == 0
+
+
+def test_only_sessions_without_a_live_lease_are_claimable() -> None:
+    assert unowned(["s1", "s2", "s3", "s4"], [False, True, False, False], mine=["s3"]) == ["s1", "s4"]
+
+
+def test_re_read_audio_is_fed_once_and_gaps_keep_time() -> None:
+    entry = AudioEntry("7-0", 1000, np.ones(500, dtype=np.float32))
+    assert unseen_part(entry, fed_until=1500, max_gap_s=30).size == 0
+    assert unseen_part(entry, fed_until=1200, max_gap_s=30).size == 300
+    assert unseen_part(entry, fed_until=1000, max_gap_s=30).size == 500
+    padded = unseen_part(entry, fed_until=800, max_gap_s=30)
+    assert padded.size == 700 and not padded[:200].any()
+
+
+def test_the_resume_point_is_the_entry_holding_the_buffer_start() -> None:
+    index = ResumeIndex()
+    assert index.entry_for(0) == FIRST_ENTRY
+    for n in range(4):
+        index.add(AudioEntry(f"{n + 1}-0", n * 100, np.zeros(100, dtype=np.float32)))
+    assert index.entry_for(0) == "1-0"
+    assert index.entry_for(250) == "3-0"
+    assert index.entry_for(400) == "4-0"
+    index.forget_before(250)
+    assert len(index) == 2 and index.entry_for(0) == "3-0"
+    assert earliest(["5-1", "12-0", "5-0"]) == "5-0"
+    assert earliest(["5-1", FIRST_ENTRY]) == FIRST_ENTRY
+
+
+# -- against a real Redis server -----------------------------------------------------------------
+@pytest.mark.redis
+def test_commits_number_finals_without_gaps_and_save_the_state(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            sid = "commit-seq"
+            lease = await Leases(redis, "w1", ttl_s=5).claim(sid)
+            assert lease is not None
+            committer = Committer(redis)
+            assert await committer.commit(lease, step("en", "one", "two", partial="thr")) == [1, 2]
+            assert await committer.commit(lease, step("en", received=32000)) == []
+            assert await committer.commit(lease, step("en", "three", received=48000)) == [3]
+            assert await committer.commit(lease, step("ja", "一")) == [1]
+            done = TrackCommit("en", fresh_checkpoint(), [], None, end_event("en"))
+            assert await committer.commit(lease, done) == []
+
+            events = await captions(redis, sid)
+            assert [(e.type, e.track, e.seq, e.text) for e in events] == [
+                ("final", "en", 1, "one"),
+                ("final", "en", 2, "two"),
+                ("final", "en", 3, "three"),
+                ("final", "ja", 1, "一"),
+                ("end", "en", None, ""),
+            ]
+            raw: Any = await redis.get(keys.state(sid, "ja"))
+            saved = TrackCheckpoint.model_validate_json(raw)
+            assert saved.processor.received_sample == 16000 and saved.audio_from == "5-0"
+        finally:
+            await redis.aclose()
+
+    run(scenario())
+
+
+@pytest.mark.redis
+def test_finals_and_partials_are_published_live(redis_url: str) -> None:
+    async def scenario() -> list[CaptionEvent]:
+        redis = Redis.from_url(redis_url)
+        pubsub = redis.pubsub()
+        try:
+            sid = "commit-live"
+            await pubsub.subscribe(keys.live(sid))
+            await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+            lease = await Leases(redis, "w1", ttl_s=5).claim(sid)
+            assert lease is not None
+            await Committer(redis).commit(lease, step("en", "hello", partial="wor"))
+            got = []
+            for _ in range(2):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
+                assert message is not None
+                got.append(CaptionEvent.model_validate_json(message["data"]))
+            return got
+        finally:
+            await pubsub.aclose()
+            await redis.aclose()
+
+    final, partial = run(scenario())
+    assert (final.type, final.seq, final.text) == ("final", 1, "hello")
+    assert (partial.type, partial.seq, partial.text) == ("partial", None, "wor")
+
+
+@pytest.mark.redis
+def test_a_worker_that_lost_its_session_can_never_write(redis_url: str) -> None:
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            sid = "commit-fenced"
+            old = await Leases(redis, "old", ttl_s=0.3).claim(sid)
+            assert old is not None
+            committer = Committer(redis)
+            assert await committer.commit(old, step("en", "a")) == [1]
+            await asyncio.sleep(0.5)  # the old worker stalls past its lease
+            new_leases = Leases(redis, "new", ttl_s=5)
+            new = await new_leases.claim(sid)
+            assert new is not None and new.token == old.token + 1
+            state_before = await redis.get(keys.state(sid, "en"))
+
+            with pytest.raises(Fenced):
+                await committer.commit(old, step("en", "stale", received=99))
+            # even holding the lease key again, a stale epoch is refused
+            stale = Lease(sid, "new", old.token)
+            with pytest.raises(Fenced):
+                await committer.commit(stale, step("en", "stale", received=99))
+            assert not await Leases(redis, "old", ttl_s=5).renew(old)
+            assert not await Leases(redis, "old", ttl_s=5).release(old)
+
+            assert await redis.get(keys.state(sid, "en")) == state_before
+            assert await committer.commit(new, step("en", "b")) == [2]
+            assert [e.text for e in await captions(redis, sid)] == ["a", "b"]
+            assert await new_leases.release(new)
+            assert await redis.exists(keys.lease(sid)) == 0
+        finally:
+            await redis.aclose()
+
+    run(scenario())
+
+
+def test_a_malformed_audio_entry_is_skipped_not_fatal() -> None:
+    odd = parse_or_skip(b"3-0", {b"kind": b"audio", b"sample0": b"0", b"pcm": b"\x00\x01\x02"})
+    unknown = parse_or_skip(b"4-0", {b"kind": b"video", b"sample0": b"0"})
+    assert odd.samples.size == 0 and not odd.is_end and unknown.id == "4-0"
+    end = parse_or_skip(b"5-0", {b"kind": b"end", b"sample0": b"16000"})
+    assert end.is_end and end.sample0 == 16000
+
+
+def test_the_scripted_engine_reads_its_script(tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    write_script(script, words("hello", "world"))
+    settings = Settings(engine="scripted", script_file=script)
+    engine = make_transcriber(settings)
+    assert isinstance(engine, ScriptedTranscriber)
+    assert [w.text for w in engine.timeline] == ["hello", "world"]
+    assert not uses_vad(settings)
+    with pytest.raises(ConfigError, match="WSP_SCRIPT_FILE"):
+        make_transcriber(Settings(engine="scripted"))
+    (tmp_path / "bad.json").write_text('[{"start": 0}]')
+    with pytest.raises(ConfigError, match="not a list"):
+        make_transcriber(Settings(engine="scripted", script_file=tmp_path / "bad.json"))
