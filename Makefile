@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/wsp simulate
+	$(BIN)/wsp demo
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

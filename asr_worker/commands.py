@@ -44,3 +44,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    """Add this package's `wsp bench` subcommands."""
+    from common.settings import Settings
+
+    failover = bench_sub.add_parser(
+        "failover",
+        help="kill the worker that owns a live session (real processes, scripted engine): "
+        "how soon captions resume, and whether a word is lost or repeated",
+    )
+    failover.add_argument("--runs", type=int, default=3, help="failovers to measure (default 3)")
+    failover.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=Settings.model_fields["lease_ttl_s"].default,
+        help="WSP_LEASE_TTL_S of the workers (default: the deployment default, %(default)s s)",
+    )
+    failover.set_defaults(func=cmd_bench_failover)
+
+
+def cmd_bench_failover(args: argparse.Namespace) -> int:
+    import json
+
+    from asr_worker.failover_bench import run_bench
+    from common.errors import ConfigError
+
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    if not 0.2 < args.lease_ttl <= 120:
+        raise ConfigError("--lease-ttl must be more than 0.2 and at most 120 seconds")
+    print(json.dumps(run_bench(args.runs, args.lease_ttl)))
+    return 0

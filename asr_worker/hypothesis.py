@@ -8,6 +8,7 @@ inside the agreed prefix may be committed, since display joins pieces without sp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from asr_worker.words import Word
@@ -18,12 +19,23 @@ OVERLAP_MAX_WORDS = 5
 """Longest run of committed words looked for again at the start of a new hypothesis."""
 RECENT_WORDS = 8
 """Committed words remembered for that comparison."""
-START_SLACK_S = 0.1
-"""Words starting this much before the last committed end still count as new."""
+MIDPOINT_SLACK_S = 0.1
+"""Words whose middle lies this much before the last committed end still count as new.
+
+The middle, not the start: Whisper often stretches a word over the pause after it, and the next word
+then starts before the stretched word's end although it was never committed.
+"""
+
+_NOT_TEXT = re.compile(r"[\W_]+", re.UNICODE)
 
 
 def _key(text: str) -> str:
     return "".join(text.split())
+
+
+def _loose(text: str) -> str:
+    """For spotting committed words heard again: case and punctuation do not matter."""
+    return _NOT_TEXT.sub("", text).casefold()
 
 
 @dataclass
@@ -37,12 +49,14 @@ class HypothesisBuffer:
 
     def insert(self, words: list[Word]) -> list[Word]:
         """Take a new hypothesis (absolute times); return it without what is already committed."""
-        new = [w for w in words if w.start > self.last_committed_end - START_SLACK_S and _key(w.text)]
+        floor = self.last_committed_end - MIDPOINT_SLACK_S
+        new = [w for w in words if (w.start + w.end) / 2 > floor and _key(w.text)]
         if new and self.recent and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S:
-            tail = "".join(_key(w.text) for w in self.recent)
+            tail = "".join(_loose(w.text) for w in self.recent)
             drop = 0
             for n in range(1, min(OVERLAP_MAX_WORDS, len(new)) + 1):
-                if tail.endswith("".join(_key(w.text) for w in new[:n])):
+                head = "".join(_loose(w.text) for w in new[:n])
+                if head and tail.endswith(head):
                     drop = n
             new = new[drop:]
         return new

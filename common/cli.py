@@ -145,6 +145,60 @@ def cmd_bench_nonspeech(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from common.stack import Stack
+
+    settings = _settings(args)
+
+    async def run() -> None:
+        stack = Stack(settings)
+        print("starting: Redis, ingest, ASR worker (loading the model), publisher ...", file=sys.stderr)
+        urls = await stack.start()
+        print(f"ingest:    {urls.ingest}   (POST /v1/sessions, WS /v1/sessions/SID/audio)")
+        print(f"publisher: {urls.publisher}   (WS /v1/sessions/SID/captions, .srt, .vtt)")
+        print(f"redis:     {urls.redis}   (more workers: WSP_REDIS_URL={urls.redis} wsp worker)")
+        print("Ctrl-C stops everything.", flush=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        waiter = asyncio.create_task(stack.wait())
+        try:
+            await asyncio.wait([waiter, asyncio.create_task(stopping.wait())], return_when="FIRST_COMPLETED")
+        finally:
+            waiter.cancel()
+            print("stopping ...", file=sys.stderr)
+            await stack.stop()
+        if waiter.done() and not waiter.cancelled() and waiter.exception():
+            raise waiter.exception()  # type: ignore[misc]
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from common.demo import run_demo
+
+    options = _options(args)  # validates language and task early
+    tracks = None
+    if options.task == "translate" and options.language != "en":
+        tracks = [{"name": options.language, "task": "transcribe"}, {"name": "en", "task": "translate"}]
+    path = args.file or bundled_sample()
+    settings = _settings(args)
+    if not args.verbose:  # the captions are the output; service chatter would drown them
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    summary = asyncio.run(run_demo(settings, path, options.language, tracks, args.chunk_ms))
+    for track, figures in summary.items():
+        shown = ", ".join(f"{k} {v}" for k, v in figures.items())
+        print(f"{track}: {shown}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsp", description="Whisper Streaming Pipeline: live captions for venues."
@@ -166,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     bstream.add_argument("--json", action="store_true", help="print one JSON object")
     bstream.set_defaults(func=cmd_bench_stream)
 
+    up = sub.add_parser(
+        "up", help="run everything: Redis (embedded unless WSP_REDIS_URL), ingest, worker, publisher"
+    )
+    up.add_argument("--model", help="model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)")
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="`wsp up` + stream the bundled sample, print its captions, exit")
+    demo.add_argument("file", type=Path, nargs="?", help="audio file (default: the bundled Japanese sample)")
+    demo.add_argument("--language", default="ja", help="spoken language (default ja)")
+    demo.add_argument(
+        "--task",
+        choices=["transcribe", "translate"],
+        default="transcribe",
+        help="translate adds an English track beside the transcription",
+    )
+    demo.add_argument("--model", help="model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)")
+    demo.add_argument("--chunk-ms", type=int, default=500, help="audio frame size sent to ingest")
+    demo.set_defaults(func=cmd_demo, glossary=None)
+
     noise = bench_sub.add_parser("nonspeech", help="what is committed on silence, white noise and tones")
     noise.add_argument("--seconds", type=float, default=60.0, help="length of each signal (default 60)")
     noise.add_argument("--language", default="ja")
@@ -186,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for package in (ingest_commands, worker_commands, publisher_commands):
         package.register(sub)
+        register_bench = getattr(package, "register_bench", None)
+        if register_bench is not None:  # a package's own `wsp bench ...` subcommands
+            register_bench(bench_sub)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,13 +43,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_config(settings: Settings, redis: Any) -> Any:
+    """The uvicorn configuration of the ingest service (also used by ``wsp up``)."""
+    import uvicorn
+
+    from ingest.app import create_app
+
+    return uvicorn.Config(
+        create_app(settings, redis),
+        host=settings.host,
+        port=settings.ingest_port,
+        ws="websockets-sansio",
+        ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
+        log_config=None,
+        log_level=settings.log_level.lower(),
+    )
+
+
 async def serve(settings: Settings, redis_url: str) -> None:
     """Run the service until a signal stops it; the Redis client is closed on the way out."""
     import uvicorn
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
-
-    from ingest.app import create_app
 
     redis = Redis.from_url(redis_url)
     try:
@@ -56,15 +72,7 @@ async def serve(settings: Settings, redis_url: str) -> None:
             await redis.ping()
         except RedisError as exc:
             raise ConfigError(f"cannot reach Redis at {redis_url}: {exc}") from exc
-        config = uvicorn.Config(
-            create_app(settings, redis),
-            host=settings.host,
-            port=settings.ingest_port,
-            ws="websockets-sansio",
-            ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
-            log_config=None,
-        )
         log.info("ingest on %s:%d, redis %s", settings.host, settings.ingest_port, redis_url)
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(server_config(settings, redis)).serve()
     finally:
         await redis.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,13 +34,27 @@ def cmd_publisher(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_config(settings: Settings, redis: Any) -> Any:
+    """The uvicorn configuration of the publisher (also used by ``wsp up``)."""
+    import uvicorn
+
+    from publisher.app import create_app
+
+    return uvicorn.Config(
+        create_app(settings, redis),
+        host=settings.host,
+        port=settings.publisher_port,
+        ws="websockets-sansio",
+        log_config=None,
+        log_level=settings.log_level.lower(),
+    )
+
+
 async def serve(settings: Settings, url: str) -> None:
     """Run the publisher until interrupted."""
     import uvicorn
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
-
-    from publisher.app import create_app
 
     redis = Redis.from_url(url)
     try:
@@ -47,15 +62,7 @@ async def serve(settings: Settings, url: str) -> None:
             await redis.ping()
         except (RedisError, OSError) as exc:
             raise ConfigError(f"cannot reach Redis at {url}: {exc}") from exc
-        config = uvicorn.Config(
-            create_app(settings, redis),
-            host=settings.host,
-            port=settings.publisher_port,
-            ws="websockets-sansio",
-            log_config=None,
-            log_level=settings.log_level.lower(),
-        )
         print(f"publisher on http://{settings.host}:{settings.publisher_port}", file=sys.stderr)
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(server_config(settings, redis)).serve()
     finally:
         await redis.aclose()

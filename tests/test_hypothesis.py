@@ -57,3 +57,21 @@ def test_commit_pending_respects_the_time_limit() -> None:
     assert [w.text for w in hyp.commit_pending(until=0.95)] == ["a", "b"]
     assert [w.text for w in hyp.pending] == ["c"]
     assert hyp.last_committed_end == 0.9
+
+
+def test_a_word_after_a_stretched_committed_word_is_kept() -> None:
+    # Whisper stretched "ask" over the pause; "not." starts before that stretched end yet is new.
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.commit_pending()
+    hyp.pending = [Word(1.56, 2.08, "Americans"), Word(2.08, 3.72, "ask")]
+    hyp.commit_pending()
+    again = hyp.insert([Word(2.04, 3.54, "Ask"), Word(3.54, 4.22, "not.")])
+    assert [w.text for w in again] == ["not."]
+
+
+def test_a_committed_word_heard_again_in_another_case_is_not_repeated() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.pending = [Word(0.0, 0.5, "my"), Word(0.5, 1.0, "fellow")]
+    hyp.commit_pending()
+    again = hyp.insert([Word(0.95, 1.4, "Fellow,"), Word(1.4, 1.9, "Americans")])
+    assert [w.text for w in again] == ["Americans"]

@@ -106,12 +106,6 @@ def test_english_speech_is_transcribed_as_it_streams(jfk: tuple[np.ndarray, Simu
     assert_nothing_lost_at_the_end(result, audio)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HypothesisBuffer.insert drops 'not': after the buffer is cut at 'Americans.', the new hypothesis "
-    "times 'not.' at 3.54 s, before the last commit's end (3.72 s, 'ask' stretched over the pause) minus "
-    "START_SLACK_S, so it is discarded as already committed; the stream reads 'ask What your country ...'",
-)
 def test_english_speech_keeps_every_word_of_the_famous_line(jfk: tuple[np.ndarray, SimulationResult]) -> None:
     _, result = jfk
     text = result.text(" ")
