@@ -11,8 +11,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from asr_worker.engines import write_script
@@ -159,7 +161,7 @@ def test_a_display_that_reconnects_with_since_gets_exactly_what_it_missed(live: 
 
 
 async def _finals_stored(db: Redis, sid: str) -> int:
-    rows = await db.xrange(keys.captions(sid))
+    rows: Any = await db.xrange(keys.captions(sid))
     return sum(CaptionEvent.model_validate_json(fields[b"event"]).type == "final" for _, fields in rows)
 
 
@@ -187,4 +189,9 @@ def test_every_process_ends_with_the_pipeline(tmp_path: Path) -> None:
         local.start(workers=1)
         procs = list(local.procs.values())
         assert all(p.poll() is None for p in procs)
+        server = redis.Redis.from_url(local.redis_url, socket_connect_timeout=2)
+        assert server.ping()
     assert all(p.poll() is not None for p in procs)
+    with pytest.raises(redis.ConnectionError):  # the embedded Redis server is gone too
+        server.ping()
+    server.close()
