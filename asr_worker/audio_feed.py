@@ -53,6 +53,27 @@ def parse_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> AudioEn
     return AudioEntry(eid, sample0, pcm16_to_float(fields.get(b"pcm", b"")))
 
 
+def entry_ms(entry_id: str) -> int | None:
+    """The Redis server's clock (ms) when it appended an entry with an auto id ``<ms>-<n>``."""
+    ms = entry_id.partition("-")[0]
+    return int(ms) if ms.isdigit() else None
+
+
+def lag_s(entries: list[AudioEntry], heard_sample: int, edge_id: str) -> float:
+    """How far behind real time a track is: how much earlier than the newest entry of the stream
+    (``edge_id``) the oldest audio in ``entries`` that the track has not heard arrived.
+
+    Both times are the Redis server's (entry ids), so clocks of other hosts do not matter. Audio the track's
+    model has already heard (re-read after a takeover) does not count; 0 when there is nothing new.
+    """
+    edge = entry_ms(edge_id)
+    for entry in entries:
+        if not entry.is_end and entry.sample_end > heard_sample:
+            arrived = entry_ms(entry.id)
+            return 0.0 if edge is None or arrived is None else max(0.0, (edge - arrived) / 1000)
+    return 0.0
+
+
 def unseen_part(entry: AudioEntry, fed_until: int, max_gap_s: float) -> np.ndarray:
     """The samples of ``entry`` a track that has been fed up to ``fed_until`` still needs.
 
@@ -118,3 +139,12 @@ async def read_after(redis: Redis, stream: str, after: str, count: int, block_ms
     """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
     reply: Any = await redis.xread({stream: after}, count=count, block=block_ms)
     return [parse_or_skip(eid, fields) for _, rows in reply or [] for eid, fields in rows]
+
+
+async def live_edge(redis: Redis, stream: str) -> AudioEntry | None:
+    """The newest entry of the stream (its ``sample_end`` is where the audio ends now); None if empty."""
+    rows: Any = await redis.xrevrange(stream, max="+", min="-", count=1)
+    if not rows:
+        return None
+    eid, fields = rows[0]
+    return parse_or_skip(eid, fields)

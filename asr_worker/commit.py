@@ -4,6 +4,10 @@ The script first checks the fencing token: the lease must still name this worker
 epoch must equal the token the worker got when it claimed the session. Only then does it give every
 final caption the next per-track sequence number (HINCRBY), append it to the caption stream, save the
 track's checkpoint and publish the events. A worker that lost its lease can therefore never write.
+
+A commit is idempotent: when the saved checkpoint already equals the one being committed, the step was
+applied before (a retry after its reply was lost to a connection failure) and nothing is written again.
+The same fencing guards :data:`TRIM_SCRIPT`, which drops audio no track can need any more.
 """
 
 from __future__ import annotations
@@ -29,20 +33,27 @@ FENCED_PREFIX = "FENCED"
 COMMIT_SCRIPT = """
 -- KEYS: 1 lease, 2 epoch, 3 seq hash, 4 caption stream, 5 track state, 6 live channel
 -- ARGV: 1 worker id, 2 fencing token, 3 track, 4 checkpoint JSON, 5 partial JSON or '',
---       6 end JSON or '', then (head, tail) pairs: a final event is head .. seq .. tail
+--       6 end JSON or '', 7 skip JSON or '', then (head, tail) pairs: a final is head .. seq .. tail
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED lease is not held by ' .. ARGV[1])
 end
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return redis.error_reply('FENCED epoch is not ' .. ARGV[2])
 end
+if redis.call('GET', KEYS[5]) == ARGV[4] then
+  return {}
+end
 local seqs = {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local n = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
   local event = ARGV[i] .. n .. ARGV[i + 1]
   redis.call('XADD', KEYS[4], '*', 'event', event)
   redis.call('PUBLISH', KEYS[6], event)
   seqs[#seqs + 1] = n
+end
+if ARGV[7] ~= '' then
+  redis.call('XADD', KEYS[4], '*', 'event', ARGV[7])
+  redis.call('PUBLISH', KEYS[6], ARGV[7])
 end
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[4], '*', 'event', ARGV[6])
@@ -55,6 +66,15 @@ if ARGV[6] ~= '' then
   redis.call('PUBLISH', KEYS[6], ARGV[6])
 end
 return seqs
+"""
+
+TRIM_SCRIPT = """
+-- KEYS: 1 lease, 2 epoch, 3 audio stream; ARGV: 1 worker id, 2 fencing token, 3 oldest entry id to keep.
+-- Returns the number of entries trimmed (0 when the lease is no longer held).
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then
+  return 0
+end
+return redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
 """
 
 
@@ -71,6 +91,7 @@ class TrackCommit:
     finals: list[CaptionEvent] = field(default_factory=list)
     partial: CaptionEvent | None = None
     end: CaptionEvent | None = None
+    skip: CaptionEvent | None = None
 
 
 def final_event(track: str, words: list[Word], joiner: str, now: float | None = None) -> CaptionEvent:
@@ -98,6 +119,13 @@ def partial_event(track: str, words: list[Word], joiner: str, now: float | None 
     )
 
 
+def skip_event(track: str, start_s: float, end_s: float, now: float | None = None) -> CaptionEvent:
+    """The worker jumped over ``start_s``-``end_s`` of audio to catch up with real time."""
+    return CaptionEvent(
+        type="skip", track=track, start=start_s, end=end_s, emitted_at=time.time() if now is None else now
+    )
+
+
 def end_event(track: str, now: float | None = None) -> CaptionEvent:
     return CaptionEvent(type="end", track=track, emitted_at=time.time() if now is None else now)
 
@@ -120,6 +148,7 @@ def script_args(worker_id: str, token: int, commit: TrackCommit) -> list[str]:
         commit.checkpoint.model_dump_json(),
         commit.partial.model_dump_json() if commit.partial else "",
         commit.end.model_dump_json() if commit.end else "",
+        commit.skip.model_dump_json() if commit.skip else "",
     ]
     for event in commit.finals:
         args.extend(caption_template(event))
@@ -142,6 +171,15 @@ class Committer:
 
     def __init__(self, redis: Redis) -> None:
         self._script: Any = redis.register_script(COMMIT_SCRIPT)
+        self._trim: Any = redis.register_script(TRIM_SCRIPT)
+
+    async def trim_audio(self, lease: Lease, keep_from: str) -> int:
+        """Drop the session's audio entries before ``keep_from`` (while the lease holds); how many went."""
+        args = [lease.worker_id, lease.token, keep_from]
+        done = await self._trim(
+            keys=[keys.lease(lease.sid), keys.epoch(lease.sid), keys.audio(lease.sid)], args=args
+        )
+        return int(done)
 
     async def commit(self, lease: Lease, commit: TrackCommit) -> list[int]:
         """Write one step atomically; the assigned seqs of its finals, in order. Raises :class:`Fenced`."""

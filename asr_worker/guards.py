@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import zlib
+from collections.abc import Sequence
 
 from asr_worker.transcriber import Segment
 from asr_worker.words import Word
@@ -71,27 +73,77 @@ def _char_loop(text: str, repeats: int) -> bool:
     return any(len(m.group(0)) >= LOOP_MIN_CHARS and not m.group(0).isdigit() for m in pattern.finditer(key))
 
 
-def keep_segment(segment: Segment, options: StreamingOptions) -> bool:
-    """False for segments that are most likely not speech or are made up."""
-    if (
+REPEAT_MIN_CHARS = 8
+"""A phrase said twice in a row is a decoding loop when it is at least this long ("very, very" is not)."""
+
+
+def repeat_start(keys: list[str], history: int) -> int | None:
+    """Index (into ``keys``, after ``history`` leading context keys) where a phrase repeats itself.
+
+    Whisper at the end of a buffer often says the last sentence again ("... in passing. And it is worth
+    mentioning in passing."); a run of words that immediately repeats the run before it, committed
+    words included, is cut there.
+    """
+    for k in range(max(history, 1), len(keys)):
+        for n in range(1, k + 1):
+            unit = keys[k : k + n]
+            if len(unit) < n:
+                break
+            if unit == keys[k - n : k] and len("".join(unit)) >= REPEAT_MIN_CHARS:
+                return k - history
+    return None
+
+
+def char_loop_start(words: list[Word], repeats: int) -> int | None:
+    """Index of the first word whose text completes a character loop (see :func:`_char_loop`)."""
+    text = ""
+    for index, word in enumerate(words):
+        text += word.text
+        if _char_loop(text, repeats):
+            return index
+    return None
+
+
+def compression_ratio(text: str) -> float:
+    """gzip ratio as Whisper computes it: high for repetitive text."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def is_silence(segment: Segment, options: StreamingOptions) -> bool:
+    """Whisper's own rule: likely no speech and a low-confidence decode."""
+    return (
         segment.no_speech_prob > options.no_speech_threshold
         and segment.avg_logprob < options.log_prob_threshold
-    ):
-        return False
-    if segment.compression_ratio > options.compression_ratio_threshold:
-        return False
-    return not is_known_hallucination(segment.text)
+    )
 
 
-def clean(segments: list[Segment], options: StreamingOptions) -> list[Segment]:
-    """Drop made-up segments and cut repetition loops; everything after a loop is dropped too."""
+def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[Word] = ()) -> list[Segment]:
+    """Drop made-up segments and cut repetition loops; everything after a loop is dropped too.
+
+    ``history`` is the committed text just before the buffer, so that a phrase repeated across the
+    commit boundary is caught as well.
+    """
     kept: list[Segment] = []
+    keys = [normalise(w.text) for w in history if normalise(w.text)]
+    context = len(keys)
     for segment in segments:
-        if not keep_segment(segment, options):
+        if is_silence(segment, options) or is_known_hallucination(segment.text):
             continue
-        words = cut_loop(list(segment.words), options.max_repeats)
-        looped = len(words) < len(segment.words) or _char_loop(segment.text, options.max_repeats + 1)
-        if words and not _char_loop("".join(w.text for w in words), options.max_repeats + 1):
+        words = list(segment.words)
+        cuts = [len(cut_loop(words, options.max_repeats))]
+        seq = keys + [normalise(w.text) for w in words]
+        repeated = repeat_start(seq, context)
+        if repeated is not None:
+            cuts.append(_word_index(words, repeated))
+        looped_char = char_loop_start(words, options.max_repeats + 1)
+        if looped_char is not None:
+            cuts.append(looped_char)
+        cut = min(cuts)
+        words = words[:cut]
+        looped = cut < len(segment.words)
+        ratio = compression_ratio("".join(w.text for w in words)) if looped else segment.compression_ratio
+        if words and ratio <= options.compression_ratio_threshold:
             kept.append(
                 Segment(
                     segment.start,
@@ -99,9 +151,21 @@ def clean(segments: list[Segment], options: StreamingOptions) -> list[Segment]:
                     tuple(words),
                     segment.no_speech_prob,
                     segment.avg_logprob,
-                    segment.compression_ratio,
+                    min(ratio, segment.compression_ratio),
                 )
             )
+            keys += [normalise(w.text) for w in words if normalise(w.text)]
         if looped:
             break
     return kept
+
+
+def _word_index(words: list[Word], key_index: int) -> int:
+    """Map an index among non-empty normalised keys back to an index in ``words``."""
+    seen = -1
+    for index, word in enumerate(words):
+        if normalise(word.text):
+            seen += 1
+            if seen == key_index:
+                return index
+    return len(words)

@@ -17,8 +17,8 @@ OVERLAP_WINDOW_S = 1.0
 """A new hypothesis whose first word starts this close to the last commit may repeat committed words."""
 OVERLAP_MAX_WORDS = 5
 """Longest run of committed words looked for again at the start of a new hypothesis."""
-RECENT_WORDS = 8
-"""Committed words remembered for that comparison."""
+RECENT_WORDS = 16
+"""Committed words remembered for that comparison (and for spotting phrases said twice)."""
 MIDPOINT_SLACK_S = 0.1
 """Words whose middle lies this much before the last committed end still count as new.
 

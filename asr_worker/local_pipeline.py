@@ -1,9 +1,10 @@
 """The whole pipeline as real processes on this machine, for end-to-end tests and benchmarks.
 
 :class:`LocalPipeline` runs an embedded Redis server, ``wsp ingest``, ``wsp publisher`` and ``wsp worker``
-processes with the scripted engine (no model), each in its own process group, and ends them all on
-close (SIGTERM, then SIGKILL). :class:`Display` is a caption display on the publisher's WebSocket and
-:func:`stream` sends audio through the ingest WebSocket at real-time pace, as a venue's microphone would.
+processes with the scripted engine (no model; the real model when given no script), each in its own
+process group, and ends them all on close (SIGTERM, then SIGKILL). :class:`Display` is a caption display
+on the publisher's WebSocket and :func:`stream` sends audio through the ingest WebSocket at real-time pace,
+as a venue's microphone would.
 """
 
 from __future__ import annotations
@@ -62,9 +63,16 @@ class LocalPipeline:
     """Redis, ingest, publisher and workers as child processes; :meth:`close` ends every one of them."""
 
     def __init__(
-        self, workdir: Path, script_file: Path, lease_ttl_s: float, worker_capacity: int = 4
+        self,
+        workdir: Path,
+        script_file: Path | None,
+        lease_ttl_s: float,
+        worker_capacity: int = 4,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self._extra_env = dict(extra_env or {})
+        """More ``WSP_*`` settings for every process (they win over the defaults above)."""
         self.lease_ttl_s = lease_ttl_s
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._server: EmbeddedRedis | None = None
@@ -99,12 +107,13 @@ class LocalPipeline:
             "WSP_HOST": "127.0.0.1",
             "WSP_INGEST_PORT": str(ingest_port),
             "WSP_PUBLISHER_PORT": str(publisher_port),
-            "WSP_ENGINE": "scripted",
-            "WSP_SCRIPT_FILE": str(self._script),
             "WSP_LEASE_TTL_S": str(self.lease_ttl_s),
             "WSP_WORKER_CAPACITY": str(self._capacity),
             "WSP_LOG_LEVEL": "INFO",
         }
+        if self._script is not None:
+            self._env |= {"WSP_ENGINE": "scripted", "WSP_SCRIPT_FILE": str(self._script)}
+        self._env |= self._extra_env
         for name in SERVICES:
             self._spawn(name, name)
         self.ensure_workers(workers, wait=False)
@@ -127,6 +136,18 @@ class LocalPipeline:
         proc = self.procs[name]
         _signal_group(proc, signal.SIGKILL)
         proc.wait(timeout=10)
+
+    def restart(self, name: str) -> None:
+        """Start service ``name`` ("ingest" or "publisher") again on its port (after :meth:`kill`)."""
+        if self.procs[name].poll() is None:
+            self.kill(name)
+        self._spawn(name, name)
+        self._wait_ready([name])
+
+    def pids(self) -> dict[str, int]:
+        """Process id of Redis and of every service and worker still running, by name."""
+        running = {name: p.pid for name, p in self.procs.items() if p.poll() is None}
+        return ({"redis": self._server.pid} if self._server is not None else {}) | running
 
     def log_tail(self, name: str, chars: int = 1500) -> str:
         path = self.workdir / f"{name}.log"

@@ -40,6 +40,17 @@ class StepResult:
     ran_model: bool = False
 
 
+@dataclass(frozen=True)
+class SkipResult:
+    """What :meth:`OnlineProcessor.skip_to` did: the pending words it committed, the audio it jumped over."""
+
+    committed: list[Word]
+    start_s: float
+    """Where the skipped audio begins: the end of the audio the model had heard."""
+    end_s: float
+    """Where recognition resumes."""
+
+
 def _to_model(words: list[Word]) -> list[WordModel]:
     return [WordModel(start=w.start, end=w.end, text=w.text) for w in words]
 
@@ -135,6 +146,34 @@ class OnlineProcessor:
         committed += self._emit(self._hypothesis.commit_pending())
         return StepResult(committed=committed, partial=[], ran_model=ran)
 
+    def skip_to(self, sample: int) -> SkipResult:
+        """Jump ahead to absolute ``sample`` (back-pressure): nothing before it will ever be transcribed.
+
+        The unstable tail is committed as it stands (it is the best guess there is and would otherwise be
+        lost), the buffer is emptied and restarts at ``sample``; the committed text stays the prompt's
+        context. Audio from ``sample`` on is inserted next. A ``sample`` at or before what the model has
+        already heard only commits the tail.
+        """
+        heard = self._last_step_sample
+        committed = self._emit(self._hypothesis.commit_pending())
+        target = max(sample, heard)
+        self._to_context(self._in_buffer)
+        self._in_buffer = []
+        if target >= self._audio.end_sample:
+            self._audio = AudioBuffer(target)
+        else:
+            self._audio.drop_before(target)
+        self._segment_ends = []
+        self._quiet_steps = 0
+        self._last_step_sample = self._audio.start_sample
+        self._resume_until = min(self._resume_until, self._audio.start_sample)
+        return SkipResult(committed, heard / SAMPLE_RATE, target / SAMPLE_RATE)
+
+    @property
+    def heard_sample(self) -> int:
+        """End of the audio the model has heard (the last step), absolute samples."""
+        return self._last_step_sample
+
     def state(self) -> ProcessorState:
         """A serialisable snapshot; ``OnlineProcessor(..., state=...)`` resumes from it."""
         return ProcessorState(
@@ -163,7 +202,11 @@ class OnlineProcessor:
     def _transcribe_and_agree(self, audio: np.ndarray) -> list[Word]:
         offset = self.buffer_start_s
         request = TranscribeRequest(audio=audio, offset_s=offset, prompt=self.prompt(), options=self.options)
-        segments = guards.clean(self._transcriber.transcribe(request), self.options)
+        heard = self._transcriber.transcribe(request)
+        before = [
+            w for w in self._hypothesis.recent if w.end <= offset + 1e-6
+        ]  # the buffer restates the rest
+        segments = guards.clean(heard, self.options, history=before)
         words = [w.shifted(offset) for s in segments for w in s.words]
         self._segment_ends = [s.words[-1].end + offset for s in segments if s.words]
         new = self._hypothesis.insert(words)
@@ -208,12 +251,16 @@ class OnlineProcessor:
         """Drop audio before ``at_s``; committed words before it become prompt context."""
         done = [w for w in self._in_buffer if w.end <= at_s + 1e-6]
         self._in_buffer = self._in_buffer[len(done) :]
-        if done:
-            text = join_words(done, self.options.joiner)
-            sep = self.options.joiner if self._context else ""
-            self._context = (self._context + sep + text)[-max(self.options.prompt_chars, 1) * 4 :]
+        self._to_context(done)
         self._audio.drop_before(round(at_s * SAMPLE_RATE))
         self._segment_ends = [e for e in self._segment_ends if e > at_s]
+
+    def _to_context(self, words: list[Word]) -> None:
+        """Committed words leaving the buffer become the prompt's context."""
+        if words:
+            text = join_words(words, self.options.joiner)
+            sep = self.options.joiner if self._context else ""
+            self._context = (self._context + sep + text)[-max(self.options.prompt_chars, 1) * 4 :]
 
     def _drop_silence(self) -> StepResult:
         """No speech anywhere in the buffer: nothing to decode; keep only its last moments."""

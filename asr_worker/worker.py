@@ -22,11 +22,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asr_worker.commit import Fenced
 from asr_worker.leases import Lease, Leases, Room, claim_quota, default_worker_id
-from asr_worker.session_runner import SessionRunner, track_options
+from asr_worker.metrics import WorkerMetrics
+from asr_worker.session_runner import RunLimits, SessionRunner, track_options
 from asr_worker.transcriber import Transcriber
 from asr_worker.vad import SileroDetector, SpeechDetector
 from common.errors import WspError
-from common.redis_conn import require_url
+from common.redis_conn import async_client, require_url
+from common.retry import backoff_s
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ CONNECT_ATTEMPTS = 5
 CONNECT_RETRY_S = 1.0
 """Mean pause between those tries (jittered)."""
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+SESSION_RETRIES = 8
+"""Times a session resumes after a Redis failure (jittered backoff, about 20 s in all) before giving up."""
 
 
 class RedisUnavailable(WspError):
@@ -61,6 +65,7 @@ class Worker:
         transcriber_factory: TranscriberFactory,
         *,
         vad: bool = True,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.id = settings.worker_id or default_worker_id()
@@ -72,10 +77,25 @@ class Worker:
         self._leases_held: dict[str, Lease] = {}
         self._backoff: dict[str, float] = {}
         self.sessions_finished = 0
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.sessions_active.set_function(lambda: len(self._runners))
+        self.last_heartbeat: float | None = None
+        """``time.monotonic()`` of the last heartbeat Redis accepted (None until the first)."""
 
     @property
     def owned(self) -> list[str]:
         return list(self._runners)
+
+    def health(self) -> tuple[bool, str]:
+        """Whether this worker is up and its heartbeat reaches Redis, and a sentence saying so."""
+        if self._stopping.is_set():
+            return False, f"worker {self.id} is stopping"
+        if self.last_heartbeat is None:
+            return False, f"worker {self.id} is starting (loading the model, reaching Redis)"
+        silent = time.monotonic() - self.last_heartbeat
+        if silent > self.settings.lease_ttl_s:
+            return False, f"worker {self.id}: no heartbeat reached Redis for {silent:.1f} s"
+        return True, f"worker {self.id}: {len(self._runners)}/{self.capacity} sessions"
 
     def stop(self) -> None:
         """Ask for a graceful stop (safe to call from a signal handler on the loop)."""
@@ -90,13 +110,14 @@ class Worker:
 
     async def run(self) -> None:
         """Work until :meth:`stop`; cancelling this task instead is a crash (leases are kept to expire)."""
-        redis = Redis.from_url(require_url(self.settings.redis_url))
+        redis = async_client(require_url(self.settings.redis_url))
         background: list[asyncio.Task[None]] = []
         try:
             transcriber = await asyncio.to_thread(self._factory, self.settings)
             detector: SpeechDetector | None = SileroDetector() if self._vad else None
             leases = Leases(redis, self.id, self.settings.lease_ttl_s)
             await _first_contact(leases, self.capacity, self.settings.redis_url or "")
+            self.last_heartbeat = time.monotonic()
             log.info("worker %s: up, capacity %d", self.id, self.capacity)
             start = functools.partial(self._start_session, redis, leases, transcriber, detector)
             background = [
@@ -119,9 +140,11 @@ class Worker:
         while True:
             try:
                 await leases.advertise(self.capacity, len(self._runners))
+                self.last_heartbeat = time.monotonic()
                 for sid, lease in list(self._leases_held.items()):
                     if not await leases.renew(lease) and sid in self._runners:
-                        log.warning("session %s: lease lost, dropping it", sid, extra={"sid": sid})
+                        log.warning("session %s: lease lost, dropping it", sid, extra={"session": sid})
+                        self.metrics.leases_lost.inc()
                         self._runners[sid].cancel()
             except TRANSIENT as exc:
                 log.warning("worker %s: heartbeat failed (%s), retrying", self.id, exc)
@@ -129,13 +152,16 @@ class Worker:
 
     async def _claim_loop(self, leases: Leases, start: Callable[[Lease], None]) -> None:
         grace_s = self.settings.lease_ttl_s
+        failures = 0
         while not self._stopping.is_set():
             try:
                 if len(self._runners) < self.capacity:
                     await self._claim_some(leases, start, grace_s)
+                failures = 0
             except TRANSIENT as exc:
-                log.warning("worker %s: claiming failed (%s), retrying", self.id, exc)
-            await asyncio.sleep(CLAIM_INTERVAL_S)
+                failures += 1
+                log.warning("worker %s: claiming failed (%s), retry %d", self.id, exc, failures)
+            await asyncio.sleep(backoff_s(failures) if failures else CLAIM_INTERVAL_S)
 
     async def _claim_some(self, leases: Leases, start: Callable[[Lease], None], grace_s: float) -> None:
         candidates = await leases.unowned_sessions(self._runners)
@@ -151,7 +177,9 @@ class Worker:
                 continue
             lease = await leases.claim(sid)
             if lease is not None:
-                log.info("session %s: claimed (epoch %d)", sid, lease.token, extra={"sid": sid})
+                log.info("session %s: claimed (epoch %d)", sid, lease.token, extra={"session": sid})
+                if lease.token > 1:
+                    self.metrics.takeovers.inc()
                 start(lease)
 
     # -- sessions -------------------------------------------------------------------------------
@@ -164,28 +192,80 @@ class Worker:
         lease: Lease,
     ) -> None:
         options_for = functools.partial(track_options, vad=self._vad)
-        runner = SessionRunner(redis, lease, transcriber, options_for, detector, self._stopping)
+        limits = RunLimits(self.settings.max_lag_s, self.settings.session_retention_s)
+        runner = SessionRunner(
+            redis,
+            lease,
+            transcriber,
+            options_for,
+            detector,
+            self._stopping,
+            metrics=self.metrics,
+            limits=limits,
+        )
         self._leases_held[lease.sid] = lease
         self._runners[lease.sid] = asyncio.create_task(self._run_session(leases, runner))
 
     async def _run_session(self, leases: Leases, runner: SessionRunner) -> None:
         sid = runner.sid
         try:
-            await runner.run()
+            runner = await self._run_resuming(leases, runner)
         except Fenced as exc:
-            log.warning("%s; dropping it", exc, extra={"sid": sid})
+            log.warning("%s; dropping it", exc, extra={"session": sid})
+            self.metrics.leases_lost.inc()
             return
         except TRANSIENT as exc:
-            log.warning("session %s: redis failed (%s); giving it back", sid, exc, extra={"sid": sid})
+            log.warning("session %s: redis failed (%s); giving it back", sid, exc, extra={"session": sid})
         except Exception:  # one broken session must not take the worker down
-            log.exception("session %s: failed; giving it back", sid, extra={"sid": sid})
+            log.exception("session %s: failed; giving it back", sid, extra={"session": sid})
             self._backoff[sid] = time.time() + FAILED_BACKOFF_S
         finally:
             self._runners.pop(sid, None)
             lease = self._leases_held.pop(sid)
+            self.metrics.forget(sid)
         if runner.finished:
             self.sessions_finished += 1
+            self.metrics.sessions_finished.inc()
         await _release_quietly(leases, lease)
+
+    async def _run_resuming(self, leases: Leases, runner: SessionRunner) -> SessionRunner:
+        """Run a session; after a Redis failure wait (jittered backoff), re-check the lease and resume.
+
+        The resumed run starts from the checkpoints saved in Redis, exactly like a takeover, so nothing
+        committed is lost or repeated. The runner that finished is returned.
+        """
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    runner = runner.resumed(await self._recheck_lease(leases, runner.lease))
+                await runner.run()
+                return runner
+            except TRANSIENT as exc:
+                attempt += 1
+                if attempt > SESSION_RETRIES or self._stopping.is_set():
+                    raise
+                pause = backoff_s(attempt)
+                log.warning(
+                    "session %s: redis failed (%s); resuming in %.1f s (%d tries left)",
+                    runner.sid,
+                    exc,
+                    pause,
+                    SESSION_RETRIES - attempt,
+                    extra={"session": runner.sid},
+                )
+                await asyncio.sleep(pause)
+
+    async def _recheck_lease(self, leases: Leases, lease: Lease) -> Lease:
+        """After an outage: keep the lease if it is still ours, else claim the session again if free."""
+        if await leases.renew(lease):
+            return lease
+        fresh = await leases.claim(lease.sid)
+        if fresh is None:
+            raise Fenced(f"session {lease.sid}: another worker took it during the outage")
+        log.info("session %s: claimed again (epoch %d)", lease.sid, fresh.token, extra={"session": lease.sid})
+        self._leases_held[lease.sid] = fresh
+        return fresh
 
     async def _drain(self, leases: Leases) -> None:
         """Graceful stop: sessions finish their current step and release their leases."""
@@ -218,4 +298,4 @@ async def _first_contact(leases: Leases, capacity: int, url: str) -> None:
 async def _release_quietly(leases: Leases, lease: Lease) -> None:
     with contextlib.suppress(*TRANSIENT):
         if await leases.release(lease):
-            log.info("session %s: lease released", lease.sid, extra={"sid": lease.sid})
+            log.info("session %s: lease released", lease.sid, extra={"session": lease.sid})

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from common.errors import ConfigError, WspError
+from common.logs import configure_logging
 from common.options import StreamingOptions
 from common.settings import Settings
 
@@ -152,6 +153,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from common.stack import Stack
 
     settings = _settings(args)
+    configure_logging(logging.DEBUG if args.verbose else settings.log_level, settings.log_format)
 
     async def run() -> None:
         stack = Stack(settings)
@@ -210,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stream_args(sim)
     sim.add_argument("--url", help="push the file to a running ingest service (http://HOST:PORT) instead")
     sim.add_argument("--session", help="with --url: continue this session instead of creating one")
+    sim.add_argument("--token", help="with --session: that session's audio token")
     sim.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
@@ -254,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     noise.set_defaults(func=cmd_bench_nonspeech)
 
     from asr_worker import commands as worker_commands
+    from common import probe
     from ingest import commands as ingest_commands
     from publisher import commands as publisher_commands
 
-    for package in (ingest_commands, worker_commands, publisher_commands):
+    for package in (ingest_commands, worker_commands, publisher_commands, probe):
         package.register(sub)
         register_bench = getattr(package, "register_bench", None)
         if register_bench is not None:  # a package's own `wsp bench ...` subcommands
@@ -268,10 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return int(args.func(args))
     except WspError as exc:

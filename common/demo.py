@@ -32,10 +32,6 @@ class TrackLog:
     weights: list[float] = field(default_factory=list)
 
 
-def _ws_url(http: str) -> str:
-    return "ws://" + http.removeprefix("http://")
-
-
 async def run_demo(
     settings: Settings,
     path: Path,
@@ -51,8 +47,15 @@ async def run_demo(
     urls = await stack.start()
     print(f"redis {urls.redis} | ingest {urls.ingest} | publisher {urls.publisher}", file=sys.stderr)
     try:
-        info = await open_session(urls.ingest, None, language=language, tracks=tracks, title=path.name)
-        captions = f"{_ws_url(urls.publisher)}/v1/sessions/{info.id}/captions"
+        info = await open_session(
+            urls.ingest,
+            None,
+            language=language,
+            tracks=tracks,
+            title=path.name,
+            api_key=settings.api_key_value(),
+        )
+        captions = info.captions_url  # carries the session's read token
         print(
             f"session {info.id}: streaming {path.name} ({audio.size / SAMPLE_RATE:.1f} s) in real time",
             file=sys.stderr,

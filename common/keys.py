@@ -77,6 +77,16 @@ def live(sid: str) -> str:
     return _session_key(sid, "live")
 
 
+def live_pattern() -> str:
+    """PSUBSCRIBE pattern matching every session's live channel (monitoring and benchmarks)."""
+    return f"{PREFIX}:*:live"
+
+
+def sid_of_live(channel: str) -> str:
+    """The session id in a live channel's name (the inverse of :func:`live`)."""
+    return channel.partition("{")[2].partition("}")[0]
+
+
 def sessions_active() -> str:
     """Sorted set: session ids that want a worker (score: creation time)."""
     return f"{PREFIX}:sessions:active"
@@ -90,3 +100,11 @@ def workers() -> str:
 def worker(worker_id: str) -> str:
     """Hash: one worker's capacity, owned sessions count, host."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def session_keys(sid: str, tracks: list[str]) -> list[str]:
+    """The keys of a session's data (given its track names): what expires once the session has ended.
+
+    Not the lease: its worker deletes it.
+    """
+    return [session(sid), audio(sid), captions(sid), seq(sid), epoch(sid), *(state(sid, t) for t in tracks)]

@@ -9,11 +9,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "bundled"
 """The value of ``WSP_MODEL`` that selects the offline Whisper base model shipped as Python packages."""
+
+MIN_API_KEY_CHARS = 16
+"""``WSP_API_KEY`` shorter than this is refused at start-up: it would be guessable."""
 
 
 def _default_cache_dir() -> Path:
@@ -37,6 +40,9 @@ class Settings(BaseSettings):
     )
     cpu_threads: int = Field(default=0, ge=0, description="Inference threads on cpu; 0 uses every core.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or JSON lines (time, level, logger, session...)."
+    )
 
     # -- the distributed pipeline --
     redis_url: str | None = Field(
@@ -47,11 +53,30 @@ class Settings(BaseSettings):
     publisher_port: int = Field(default=8001, ge=1, le=65535)
     worker_capacity: int = Field(default=2, ge=1, le=256, description="Sessions one ASR worker runs at once.")
     worker_id: str | None = Field(default=None, description="Stable worker name; default host-pid-random.")
+    worker_metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="Port of a worker's /metrics and /healthz; 0 disables them."
+    )
     lease_ttl_s: float = Field(default=3.0, gt=0.2, le=120, description="Dead worker's sessions move after.")
     audio_stream_max_s: float = Field(
         default=1800.0, gt=30, description="Audio kept per session stream (older chunks are trimmed)."
     )
     max_frame_bytes: int = Field(default=64_000, ge=3200, description="Largest accepted binary audio frame.")
+    max_sessions: int = Field(
+        default=100,
+        ge=1,
+        description="Sessions open at once across the deployment (ended ones do not count).",
+    )
+    max_session_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Longest audio one session may send; beyond it audio is refused.",
+    )
+    max_lag_s: float = Field(
+        default=8.0, gt=0, description="A worker further behind real time skips ahead to the live audio."
+    )
+    session_retention_s: float = Field(
+        default=24 * 3600.0, gt=0, description="How long an ended session's captions and record are kept."
+    )
     display_queue_size: int = Field(
         default=256,
         ge=4,
@@ -65,6 +90,11 @@ class Settings(BaseSettings):
     script_file: Path | None = Field(
         default=None, description="With engine=scripted: a JSON list of {start, end, text} words it hears."
     )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Deployment-wide key: needed to create sessions (Authorization: Bearer), "
+        "accepted wherever a session token is. Unset: anyone may create sessions.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -72,6 +102,23 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must name a model, a directory, or 'bundled'")
         return value.strip()
+
+    @field_validator("api_key")
+    @classmethod
+    def _usable_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # WSP_API_KEY= (empty) means no key
+        key = value.get_secret_value()
+        if len(key) < MIN_API_KEY_CHARS or any(c.isspace() or not c.isprintable() for c in key):
+            raise ValueError(
+                f"must be at least {MIN_API_KEY_CHARS} printable characters without spaces "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    def api_key_value(self) -> str | None:
+        """The API key in clear, or None when the deployment has none."""
+        return self.api_key.get_secret_value() if self.api_key is not None else None
 
     @field_validator("compute_type")
     @classmethod

@@ -20,10 +20,11 @@ import uvicorn
 from redis.asyncio import Redis
 
 from asr_worker.engines import make_transcriber, uses_vad
+from asr_worker.monitor import worker_monitor
 from asr_worker.worker import Worker
 from common import keys
 from common.errors import WspError
-from common.redis_conn import EmbeddedRedis
+from common.redis_conn import EmbeddedRedis, async_client
 from common.settings import Settings
 from ingest.commands import server_config as ingest_config
 from publisher.commands import server_config as publisher_config
@@ -58,6 +59,7 @@ class Stack:
         self._clients: list[Redis] = []
         self._servers: list[_QuietServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._monitor = contextlib.AsyncExitStack()
         self.worker: Worker | None = None
         self.settings = settings
         self.urls: StackUrls | None = None
@@ -70,13 +72,15 @@ class Stack:
             url = self._embedded.url
         self.settings = settings = self._settings.model_copy(update={"redis_url": url})
         for make in (ingest_config, publisher_config):
-            client = Redis.from_url(url)
+            client = async_client(url)
             self._clients.append(client)
             server = _QuietServer(make(settings, client))
             self._servers.append(server)
             self._tasks.append(asyncio.create_task(server.serve()))
         self.worker = Worker(settings, make_transcriber, vad=uses_vad(settings))
         self._tasks.append(asyncio.create_task(self.worker.run()))
+        monitor = worker_monitor(self.worker, settings.host, settings.worker_metrics_port)
+        await self._monitor.enter_async_context(monitor)
         await self._wait_ready(url)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         self.urls = StackUrls(
@@ -124,6 +128,7 @@ class Stack:
         for task in pending:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._monitor.aclose()
         for client in self._clients:
             await client.aclose()
         if self._embedded is not None:

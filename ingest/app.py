@@ -6,26 +6,35 @@ caller owns (and closes).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common import keys
+from common import auth, keys
+from common.audio import SAMPLE_RATE
+from common.metrics import metrics_response
 from common.options import WHISPER_LANGUAGES
 from common.schemas import SessionCreate, SessionRecord, TrackSpec
 from common.settings import Settings
 from ingest.audio_ws import AudioLimits, audio_router
-from ingest.store import SessionStore
+from ingest.metrics import IngestMetrics
+from ingest.pages import add_microphone_page
+from ingest.store import AtCapacity, SessionStore
 
 log = logging.getLogger(__name__)
+
+MAX_CREATE_BODY_BYTES = 64 * 1024
+"""Largest ``POST /v1/sessions`` body: a session's settings (title, glossary, tracks) fit many times over."""
 
 
 class ApiError(Exception):
@@ -75,17 +84,34 @@ def build_record(body: SessionCreate, sid: str, now: float) -> SessionRecord:
     )
 
 
-def session_urls(request: Request, settings: Settings, sid: str) -> dict[str, str]:
-    """Where a client sends the audio (this service) and where displays read captions (the publisher)."""
+def session_urls(
+    request: Request, settings: Settings, sid: str, tokens: auth.SessionTokens | None = None
+) -> dict[str, str]:
+    """Where a client sends the audio (this service) and where displays read captions (the publisher).
+
+    With ``tokens`` (only when the session is created) each URL carries the right one: the audio URL the
+    audio token, the captions and display URLs the read token. Otherwise no URL carries a secret.
+    """
     secure = request.url.scheme in ("https", "wss")
     ws, http = ("wss", "https") if secure else ("ws", "http")
     here = request.url.netloc
     publisher = f"{request.url.hostname}:{settings.publisher_port}"
-    return {
+    urls = {
         "audio_url": f"{ws}://{here}/v1/sessions/{sid}/audio",
         "captions_url": f"{ws}://{publisher}/v1/sessions/{sid}/captions",
         "display_url": f"{http}://{publisher}/v1/sessions/{sid}/display",
     }
+    if tokens is not None:
+        urls = {
+            name: auth.with_token(url, tokens.audio if name == "audio_url" else tokens.read)
+            for name, url in urls.items()
+        }
+    return urls
+
+
+def _require(denied: auth.Denied | None) -> None:
+    if denied is not None:
+        raise ApiError(401, auth.UNAUTHORIZED, denied.message)
 
 
 def _session_id(sid: str) -> str:
@@ -93,6 +119,29 @@ def _session_id(sid: str) -> str:
         return keys.check_session_id(sid)
     except keys.InvalidId as exc:
         raise ApiError(400, "invalid_session_id", str(exc)) from exc
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it grows past ``limit`` bytes (never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the request body must be at most {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the request body must be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_create(raw: bytes) -> SessionCreate:
+    """The body of ``POST /v1/sessions`` (JSON; empty means every default)."""
+    try:
+        return SessionCreate.model_validate_json(raw.strip() or b"{}")
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise ApiError(422, "invalid_request", "invalid request: " + "; ".join(parts)[:500]) from exc
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -105,16 +154,32 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(settings: Settings, redis: Redis) -> FastAPI:
     store = SessionStore(redis)
+    api_key = settings.api_key_value()
     app = FastAPI(title="wsp ingest", version="1")
     app.state.settings = settings
     app.state.store = store
+    metrics = IngestMetrics()
+    app.state.metrics = metrics
+    add_microphone_page(app)
     app.include_router(
-        audio_router(store, AudioLimits(settings.max_frame_bytes, settings.audio_stream_max_s))
+        audio_router(
+            store,
+            AudioLimits(
+                settings.max_frame_bytes,
+                settings.audio_stream_max_s,
+                round(settings.max_session_s * SAMPLE_RATE),
+            ),
+            api_key,
+            metrics=metrics,
+        )
     )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -131,15 +196,35 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
         return error_response(503, "unavailable", "session storage is unavailable; try again shortly")
 
     @app.post("/v1/sessions", status_code=201)
-    async def create_session(body: SessionCreate, request: Request) -> dict[str, Any]:
+    async def create_session(request: Request) -> dict[str, Any]:
+        """The key is checked before the body is even read; the body is read up to a bound."""
+        if api_key and not auth.is_api_key(auth.bearer(request.headers.get("authorization")), api_key):
+            raise ApiError(
+                401, auth.UNAUTHORIZED, "creating a session needs the API key: Authorization: Bearer <key>"
+            )
+        body = parse_create(await read_body(request, MAX_CREATE_BODY_BYTES))
         sid = new_session_id()
         record = build_record(body, sid, time.time())
-        await store.create(record)
-        return {"id": sid, "record": record.model_dump(mode="json"), **session_urls(request, settings, sid)}
+        tokens = auth.issue()
+        try:
+            await store.create(record, tokens.hashes(), settings.max_sessions)
+        except AtCapacity as exc:
+            raise ApiError(503, "at_capacity", str(exc)) from exc
+        metrics.sessions_created.inc()
+        return {
+            "id": sid,
+            "record": record.model_dump(mode="json"),
+            "audio_token": tokens.audio,
+            "read_token": tokens.read,
+            **session_urls(request, settings, sid, tokens),
+        }
 
     @app.get("/v1/sessions/{sid}")
     async def get_session(sid: str, request: Request) -> dict[str, Any]:
-        view = await store.get(_session_id(sid))
+        sid = _session_id(sid)
+        token = auth.presented_token(request.query_params, request.headers)
+        _require(await auth.authorize(token, auth.Scope.READ, api_key, lambda: store.token_hashes(sid)))
+        view = await store.get(sid)
         if view is None:
             raise ApiError(404, "unknown_session", f"no session {sid!r}")
         record = view.record.model_dump(mode="json")
@@ -153,12 +238,32 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
             **session_urls(request, settings, sid),
         }
 
+    @app.websocket("/{path:path}")
+    async def no_such_socket(websocket: WebSocket, path: str) -> None:
+        """Any other WebSocket path (e.g. an id with a '/') gets a JSON error, not a bare handshake 403."""
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            message = f"no WebSocket endpoint at /{path[:80]}; audio goes to /v1/sessions/SID/audio"
+            await websocket.send_json({"type": "error", "code": "not_found", "message": message})
+            await websocket.close(4404, reason="not_found")
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
+        """The process is up and serving (Redis is /readyz's business)."""
+        return JSONResponse({"ok": True})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready to take sessions: Redis answers."""
         try:
             await store.ping()
-        except RedisError as exc:
-            return JSONResponse({"ok": False, "redis": str(exc)}, status_code=503)
-        return JSONResponse({"ok": True})
+        except (RedisError, OSError) as exc:
+            message = f"Redis is unreachable: {exc}"
+            return JSONResponse({"ok": False, "status": "unavailable", "message": message}, status_code=503)
+        return JSONResponse({"ok": True, "status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        return metrics_response(metrics.registry)
 
     return app

@@ -1,5 +1,7 @@
 """The audio WebSocket protocol: ``WS /v1/sessions/{sid}/audio``.
 
+0. The URL carries the session's audio token (or the deployment's API key): ``?token=...``; without it
+   the first message is answered with an ``unauthorized`` error and close code 4401.
 1. The client sends one JSON text message, :class:`common.schemas.AudioStart`.
    The server answers ``{"type": "ready", "samples": N}`` (N: samples already accepted, so a client that
    reconnects knows where the session stands; its next frame continues at sample N).
@@ -29,9 +31,10 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from common import keys
+from common import auth, keys
 from common.audio import SAMPLE_RATE
 from common.schemas import AudioStart
+from ingest.metrics import IngestMetrics
 from ingest.store import (
     BYTES_PER_SAMPLE,
     SessionClosed,
@@ -53,7 +56,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_CONFLICT = 4409
 CLOSE_TOO_LARGE = 4413
-CLOSE_UNAVAILABLE = 1011
+CLOSE_UNAVAILABLE = 1013
+"""Try Again Later: Redis is unreachable for a moment; the client reconnects and goes on."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class AudioLimits:
 
     max_frame_bytes: int
     audio_stream_max_s: float
+    max_session_samples: int | None = None
+    """Most audio one session may send (``WSP_MAX_SESSION_S``); None: no limit."""
 
 
 class Refusal(Exception):
@@ -74,22 +80,36 @@ class Refusal(Exception):
         self.message = message
 
 
-def audio_router(store: SessionStore, limits: AudioLimits) -> APIRouter:
+def audio_router(
+    store: SessionStore,
+    limits: AudioLimits,
+    api_key: str | None = None,
+    metrics: IngestMetrics | None = None,
+) -> APIRouter:
+    """The audio WebSocket; ``api_key`` (``WSP_API_KEY``) is accepted beside each session's audio token."""
     router = APIRouter()
+    counters = metrics or IngestMetrics()
 
     @router.websocket("/v1/sessions/{sid}/audio")
     async def audio(websocket: WebSocket, sid: str) -> None:
         await websocket.accept()
+        counters.audio_connections.inc()
+        about = {"session": sid[:80]}
         try:
-            await _serve(websocket, sid, store, limits)
+            await _serve(websocket, sid, store, limits, api_key, counters)
         except Refusal as refusal:
-            log.info("audio %s refused: %s (%s)", sid[:80], refusal.code, refusal.message)
+            counters.audio_rejected.labels(refusal.code).inc()
+            log.info("audio %s refused: %s (%s)", sid[:80], refusal.code, refusal.message, extra=about)
             await _refuse(websocket, refusal)
         except WebSocketDisconnect:
-            log.info("audio %s: client disconnected", sid[:80])
+            log.info("audio %s: client disconnected", sid[:80], extra=about)
         except RedisError as exc:
-            log.error("audio %s: redis failed: %s", sid[:80], exc)
-            await _refuse(websocket, Refusal(CLOSE_UNAVAILABLE, "unavailable", "storage is unavailable"))
+            counters.audio_rejected.labels("unavailable").inc()
+            log.error("audio %s: redis failed: %s", sid[:80], exc, extra=about)
+            message = "session storage is unavailable; reconnect in a few seconds and go on"
+            await _refuse(websocket, Refusal(CLOSE_UNAVAILABLE, "unavailable", message))
+        finally:
+            counters.audio_connections.dec()
 
     return router
 
@@ -130,7 +150,7 @@ def _check_control(text: str) -> None:
     """A text frame after the start must be ``{"type": "end"}``."""
     try:
         body = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         body = None
     if not (isinstance(body, dict) and body.get("type") == "end"):
         raise Refusal(
@@ -156,7 +176,33 @@ def _check_frame(pcm: bytes, limits: AudioLimits) -> None:
         )
 
 
-async def _serve(websocket: WebSocket, sid: str, store: SessionStore, limits: AudioLimits) -> None:
+async def _authorize(websocket: WebSocket, sid: str, store: SessionStore, api_key: str | None) -> None:
+    token = auth.presented_token(websocket.query_params, websocket.headers)
+    denied = await auth.authorize(token, auth.Scope.AUDIO, api_key, lambda: store.token_hashes(sid))
+    if denied is not None:
+        raise Refusal(auth.CLOSE_UNAUTHORIZED, auth.UNAUTHORIZED, denied.message)
+
+
+def _check_length(samples: int, limits: AudioLimits) -> None:
+    """Refuse a frame that would take the session past its longest allowed audio."""
+    if limits.max_session_samples is not None and samples > limits.max_session_samples:
+        most_s = limits.max_session_samples / SAMPLE_RATE
+        raise Refusal(
+            CLOSE_TOO_LARGE,
+            "session_too_long",
+            f"the session has reached its longest allowed audio ({most_s:g} s); the audio so far is kept: "
+            'reconnect and send {"type": "end"} to finish it, or create a new session to go on',
+        )
+
+
+async def _serve(
+    websocket: WebSocket,
+    sid: str,
+    store: SessionStore,
+    limits: AudioLimits,
+    api_key: str | None,
+    metrics: IngestMetrics,
+) -> None:
     try:
         first = await _receive(websocket, START_TIMEOUT_S)
     except TimeoutError as exc:
@@ -165,6 +211,7 @@ async def _serve(websocket: WebSocket, sid: str, store: SessionStore, limits: Au
         keys.check_session_id(sid)
     except keys.InvalidId as exc:
         raise Refusal(CLOSE_BAD_REQUEST, "invalid_session_id", str(exc)) from exc
+    await _authorize(websocket, sid, store, api_key)  # before anything else says a word about the session
     _parse_start(first)
     writer = uuid.uuid4().hex
     try:
@@ -173,7 +220,7 @@ async def _serve(websocket: WebSocket, sid: str, store: SessionStore, limits: Au
         raise Refusal(CLOSE_UNKNOWN_SESSION, "unknown_session", str(exc)) from exc
     except SessionClosed as exc:
         raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
-    log.info("audio %s: streaming from sample %d", sid, samples)
+    log.info("audio %s: streaming from sample %d", sid, samples, extra={"session": sid})
     await websocket.send_json({"type": "ready", "samples": samples})
 
     acked = samples
@@ -192,9 +239,12 @@ async def _serve(websocket: WebSocket, sid: str, store: SessionStore, limits: Au
             if not pcm:
                 continue
             frame_samples = len(pcm) // BYTES_PER_SAMPLE
+            _check_length(samples + frame_samples, limits)
             smallest_frame = min(smallest_frame or frame_samples, frame_samples)
             maxlen = stream_maxlen(limits.audio_stream_max_s, smallest_frame)
             samples = await store.append(sid, writer, pcm, maxlen) + frame_samples
+            metrics.audio_frames.inc()
+            metrics.audio_bytes.inc(len(pcm))
         except SessionMissing as exc:
             raise Refusal(CLOSE_UNKNOWN_SESSION, "unknown_session", str(exc)) from exc
         except SessionClosed as exc:

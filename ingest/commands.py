@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.errors import ConfigError
-from common.redis_conn import require_url
+from common.logs import configure_logging
+from common.redis_conn import async_client, require_url
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest.set_defaults(func=cmd_ingest)
 
 
+def register_bench(bench_sub: argparse._SubParsersAction) -> None:
+    """Add this package's `wsp bench` subcommands."""
+    fuzz = bench_sub.add_parser(
+        "fuzz",
+        help="send generated malformed, out-of-order and unauthorised input to a real ingest service; "
+        "count crashes and unclear answers",
+    )
+    fuzz.add_argument("--cases", type=int, default=1000, help="cases to send (default 1000)")
+    fuzz.add_argument("--seed", type=int, default=1, help="random seed: the same seed sends the same cases")
+    fuzz.add_argument("--concurrency", type=int, default=8, help="cases in flight at once (default 8)")
+    fuzz.set_defaults(func=cmd_bench_fuzz)
+
+
+def cmd_bench_fuzz(args: argparse.Namespace) -> int:
+    import json
+
+    from ingest.fuzz_run import run_bench
+
+    if args.cases < 1 or args.concurrency < 1:
+        raise ConfigError("--cases and --concurrency must be at least 1")
+    figures = run_bench(args.cases, args.seed, args.concurrency)
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0 if figures["crashes"] == 0 else 1
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "ingest_port": args.port}.items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            "; ".join(f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         ) from exc
     url = require_url(settings.redis_url)
-    if not getattr(args, "verbose", False):
-        logging.getLogger().setLevel(settings.log_level)
+    verbose = getattr(args, "verbose", False)
+    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
     asyncio.run(serve(settings, url))
     return 0
 
@@ -47,13 +73,14 @@ def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the ingest service (also used by ``wsp up``)."""
     import uvicorn
 
+    from common.ws_protocol import WebSocketProtocol
     from ingest.app import create_app
 
     return uvicorn.Config(
         create_app(settings, redis),
         host=settings.host,
         port=settings.ingest_port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
         ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
         log_config=None,
         log_level=settings.log_level.lower(),
@@ -63,10 +90,9 @@ def server_config(settings: Settings, redis: Any) -> Any:
 async def serve(settings: Settings, redis_url: str) -> None:
     """Run the service until a signal stops it; the Redis client is closed on the way out."""
     import uvicorn
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    redis = Redis.from_url(redis_url)
+    redis = async_client(redis_url)
     try:
         try:
             await redis.ping()

@@ -1,8 +1,9 @@
 """Push an audio file to a running ingest service at real-time pace, like a venue's microphone would.
 
-``wsp simulate FILE --url http://HOST:PORT`` creates a session (or continues ``--session SID``), streams the
-file over the audio WebSocket in frames of ``--chunk-ms`` and ends the stream. If the connection drops,
-it reconnects and continues exactly where the service says the audio stands.
+``wsp simulate FILE --url http://HOST:PORT`` creates a session (or continues ``--session SID --token
+AUDIO_TOKEN``), streams the file over the audio WebSocket in frames of ``--chunk-ms`` and ends the stream.
+If the connection drops, it reconnects and continues exactly where the service says the audio stands.
+``WSP_API_KEY``, when set, is sent to create the session.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import logging
 import random
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from common.auth import with_token
 from common.errors import ConfigError, WspError
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +87,22 @@ async def open_session(
     tracks: Sequence[dict[str, str]] | None = None,
     glossary: Sequence[str] = (),
     title: str = "",
+    token: str | None = None,
+    api_key: str | None = None,
 ) -> SessionInfo:
-    """Create a session (or look up ``session``) on the ingest service at ``base``."""
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    """Create a session (or look up ``session`` with its audio ``token``) on the ingest service at ``base``.
+
+    The URLs of a new session carry its tokens; those of a looked-up one carry ``token`` on the audio URL.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=headers) as client:
         try:
             if session:
-                response = await client.get(f"/v1/sessions/{session}")
+                if not token:
+                    raise ConfigError("continuing a session needs its audio token (--token)")
+                response = await client.get(
+                    f"/v1/sessions/{quote(session, safe='')}", params={"token": token}
+                )
             else:
                 body: dict[str, Any] = {"language": language, "glossary": list(glossary), "title": title}
                 if tracks:
@@ -97,7 +112,10 @@ async def open_session(
             raise WspError(f"cannot reach ingest at {base}: {exc}") from exc
     if response.status_code >= 400:
         raise WspError(f"ingest refused the session ({response.status_code}): {_error_text(response)}")
-    return _info(response.json())
+    info = _info(response.json())
+    if session and token:
+        info = replace(info, audio_url=with_token(info.audio_url, token))
+    return info
 
 
 async def _read_until_ended(ws: ClientConnection) -> int:
@@ -169,10 +187,21 @@ def _tracks(language: str, task: str) -> list[dict[str, str]] | None:
     return [{"name": language, "task": "transcribe"}, {"name": "en", "task": "translate"}]
 
 
+def _api_key() -> str | None:
+    """``WSP_API_KEY`` of this machine's environment, checked like the services check it."""
+    try:
+        return Settings().api_key_value()
+    except ValidationError as exc:
+        problems = [f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("; ".join(problems)) from exc
+
+
 def run_remote(args: argparse.Namespace, path: Path) -> int:
     """`wsp simulate --url`: the command-line side (prints what a person needs to watch the captions)."""
     if args.chunk_ms <= 0:
         raise ConfigError("--chunk-ms must be positive")
+    if args.session and not getattr(args, "token", None):
+        raise ConfigError("--session needs --token: the audio token the session was created with")
     base = http_base(args.url)
     audio = load_audio(path, args.start, args.end)
     pcm = float_to_pcm16(audio)
@@ -186,6 +215,8 @@ def run_remote(args: argparse.Namespace, path: Path) -> int:
             tracks=_tracks(args.language, args.task),
             glossary=args.glossary or (),
             title=path.name,
+            token=getattr(args, "token", None),
+            api_key=_api_key(),
         )
         print(f"session: {info.id}", flush=True)
         print(f"display: {info.display_url}", flush=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from common import keys
+from common import auth, keys
 from common.audio import SAMPLE_RATE
 from common.errors import WspError
 from common.schemas import SessionRecord
@@ -33,6 +34,10 @@ class SessionMissing(WspError):
 
 class SessionClosed(WspError):
     """The session's audio has ended (or the session itself has): nothing more may be appended."""
+
+
+class AtCapacity(WspError):
+    """The deployment already has ``WSP_MAX_SESSIONS`` sessions open: a new one is refused."""
 
 
 class WriterReplaced(WspError):
@@ -86,6 +91,14 @@ return {'ok', tonumber(samples)}
 """
 
 
+# KEYS[1] active sessions; ARGV: sid, created, most sessions open at once. 1 if announced, 0 when full.
+_ANNOUNCE = """
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+
 def stream_maxlen(max_audio_s: float, frame_samples: int) -> int:
     """How many stream entries hold ``max_audio_s`` of audio when chunks have ``frame_samples`` samples.
 
@@ -117,28 +130,47 @@ class SessionStore:
         self._start = redis.register_script(_START)
         self._append = redis.register_script(_APPEND)
         self._end = redis.register_script(_END)
+        self._announce = redis.register_script(_ANNOUNCE)
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
-    async def create(self, record: SessionRecord) -> None:
-        """Write the session hash, then announce the session to the workers.
+    async def create(
+        self,
+        record: SessionRecord,
+        token_hashes: Mapping[str, str] | None = None,
+        max_sessions: int | None = None,
+    ) -> None:
+        """Write the session hash (with its tokens' hashes), then announce the session to the workers.
 
         Two commands rather than one transaction: the active set is not under the session's hash tag, and
-        the order alone guarantees a worker never finds an id without its hash.
+        the order alone guarantees a worker never finds an id without its hash. With ``max_sessions``, the
+        announcement is refused (:class:`AtCapacity`, the hash removed) when that many sessions are open.
         """
         sid = record.id
-        await self._redis.hset(
-            keys.session(sid),
-            mapping={
-                "record": record.model_dump_json(),
-                "status": "open",
-                "samples": 0,
-                "audio_ended": 0,
-            },
-        )
-        await self._redis.zadd(keys.sessions_active(), {sid: record.created_at})
-        log.info("session %s created (%s, tracks %s)", sid, record.language, [t.name for t in record.tracks])
+        fields: dict[Any, Any] = {
+            "record": record.model_dump_json(),
+            "status": "open",
+            "samples": 0,
+            "audio_ended": 0,
+        }
+        fields.update(token_hashes or {})
+        await self._redis.hset(keys.session(sid), mapping=fields)
+        if max_sessions is None:
+            await self._redis.zadd(keys.sessions_active(), {sid: record.created_at})
+        elif not await self._announce(
+            keys=[keys.sessions_active()], args=[sid, repr(record.created_at), max_sessions]
+        ):
+            await self._redis.delete(keys.session(sid))
+            raise AtCapacity(
+                f"the service is at capacity: {max_sessions} sessions are open; try again when one has ended"
+            )
+        tracks = [t.name for t in record.tracks]
+        log.info("session %s created (%s, tracks %s)", sid, record.language, tracks, extra={"session": sid})
+
+    async def token_hashes(self, sid: str) -> dict[str, str | None]:
+        """The SHA-256 of the session's tokens (None where the session has none)."""
+        return await auth.stored_hashes(self._redis, sid)
 
     async def get(self, sid: str) -> SessionView | None:
         fields = await self._redis.hgetall(keys.session(sid))
@@ -172,5 +204,5 @@ class SessionStore:
         """Append the single ``end`` entry; returns the total number of samples of the session."""
         reply = await self._end(keys=[keys.session(sid), keys.audio(sid)], args=[writer, repr(time.time())])
         total = _verdict(reply, sid)
-        log.info("session %s audio ended after %d samples", sid, total)
+        log.info("session %s audio ended after %d samples", sid, total, extra={"session": sid})
         return total

@@ -3,6 +3,7 @@
 ``WS /v1/sessions/{sid}/captions?tracks=ja,en&since=SEQ`` subscribes first, then replays the caption
 stream after ``since``, then forwards live events; :mod:`publisher.replay` keeps every final exactly once
 and in order per track, :mod:`publisher.hub` shares one subscription per session among the displays.
+Every read needs ``?token=`` with the session's read or audio token, or the API key (:mod:`common.auth`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from starlette.requests import HTTPConnection
 
-from common import keys
+from common import auth, keys
+from common.metrics import metrics_response
 from common.schemas import SessionRecord
 from common.settings import Settings
 from publisher.export import build_cues, rules_for, to_srt, to_vtt
 from publisher.hub import CaptionHub, Display
+from publisher.metrics import PublisherMetrics
+from publisher.pages import add_display_page
 from publisher.replay import (
     BadQuery,
     CaptionHistory,
@@ -57,7 +63,7 @@ async def load_record(redis: Any, sid: str) -> SessionRecord | None:
     try:
         return SessionRecord.model_validate_json(raw)
     except ValidationError as exc:
-        log.error("session %s has an unreadable record: %s", sid, exc)
+        log.error("session %s has an unreadable record: %s", sid, exc, extra={"session": sid})
         raise _Unreadable(sid) from exc
 
 
@@ -67,7 +73,9 @@ def _error(code: str, message: str) -> dict[str, str]:
 
 def create_app(settings: Settings, redis: Any) -> FastAPI:
     """The publisher application over an async Redis client (``redis.asyncio.Redis``) the caller owns."""
-    hub = CaptionHub(redis, queue_size=settings.display_queue_size)
+    metrics = PublisherMetrics()
+    hub = CaptionHub(redis, queue_size=settings.display_queue_size, metrics=metrics)
+    api_key = settings.api_key_value()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -76,35 +84,75 @@ def create_app(settings: Settings, redis: Any) -> FastAPI:
 
     app = FastAPI(title="wsp publisher", lifespan=lifespan)
     app.state.hub = hub
+    add_display_page(app)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
+        """The process is up and serving (Redis is /readyz's business)."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready for displays: Redis answers."""
         try:
             await redis.ping()
         except (RedisError, OSError) as exc:
-            return JSONResponse({"status": "unavailable", "message": f"Redis: {exc}"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+            message = f"Redis is unreachable: {exc}"
+            return JSONResponse({"status": "unavailable", "message": message}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        return metrics_response(metrics.registry)
 
     @app.get("/v1/sessions/{sid}/captions.srt")
-    async def export_srt(sid: str, track: str | None = None) -> Response:
-        return await _export(redis, sid, track, "srt")
+    async def export_srt(sid: str, request: Request, track: str | None = None) -> Response:
+        return await _export(redis, sid, track, "srt", read_access(request, api_key))
 
     @app.get("/v1/sessions/{sid}/captions.vtt")
-    async def export_vtt(sid: str, track: str | None = None) -> Response:
-        return await _export(redis, sid, track, "vtt")
+    async def export_vtt(sid: str, request: Request, track: str | None = None) -> Response:
+        return await _export(redis, sid, track, "vtt", read_access(request, api_key))
 
     @app.websocket("/v1/sessions/{sid}/captions")
     async def captions(websocket: WebSocket, sid: str) -> None:
         await websocket.accept()
-        await _display(websocket, redis, hub, sid)
+        await _display(websocket, redis, hub, sid, read_access(websocket, api_key))
 
     return app
 
 
-async def _export(redis: Any, sid: str, track: str | None, fmt: Literal["srt", "vtt"]) -> Response:
+@dataclass(frozen=True)
+class ReadAccess:
+    """What a request to read a session presents: its token (or none) and the deployment's API key."""
+
+    token: str | None
+    api_key: str | None
+
+    async def denied(self, redis: Any, sid: str) -> auth.Denied | None:
+        """None when the token may read session ``sid`` (a valid id); else why not."""
+        return await auth.authorize(
+            self.token, auth.Scope.READ, self.api_key, lambda: auth.stored_hashes(redis, sid)
+        )
+
+
+def read_access(connection: HTTPConnection, api_key: str | None) -> ReadAccess:
+    """The credentials of a request or WebSocket: ``?token=`` or ``Authorization: Bearer``."""
+    return ReadAccess(auth.presented_token(connection.query_params, connection.headers), api_key)
+
+
+async def _export(
+    redis: Any, sid: str, track: str | None, fmt: Literal["srt", "vtt"], access: ReadAccess
+) -> Response:
     if not keys.SESSION_ID.fullmatch(sid):
         return JSONResponse(_error("bad_session_id", f"{sid[:80]!r} is not a session id"), status_code=400)
     try:
+        denied = await access.denied(redis, sid)
+        if denied is not None:
+            return JSONResponse(
+                _error(auth.UNAUTHORIZED, denied.message),
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         record = await load_record(redis, sid)
         if record is None:
             return JSONResponse(_error("unknown_session", f"there is no session {sid!r}"), status_code=404)
@@ -117,7 +165,7 @@ async def _export(redis: Any, sid: str, track: str | None, fmt: Literal["srt", "
     except _Unreadable:
         return JSONResponse(_error("unreadable_session", "the session record cannot be read"), 500)
     except (RedisError, OSError) as exc:
-        log.warning("export of %s failed: %s", sid, exc)
+        log.warning("export of %s failed: %s", sid, exc, extra={"session": sid})
         return JSONResponse(_error("unavailable", "caption storage is unreachable, try again"), 503)
     media_type, write = FORMATS[fmt]
     body = write(build_cues(finals, rules_for(chosen)))
@@ -131,11 +179,15 @@ async def _refuse(websocket: WebSocket, close_code: int, code: str, message: str
         await websocket.close(close_code, message[:120])
 
 
-async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str) -> None:
+async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str, access: ReadAccess) -> None:
     if not keys.SESSION_ID.fullmatch(sid):
         await _refuse(websocket, 4400, "bad_session_id", f"{sid[:80]!r} is not a session id")
         return
     try:
+        denied = await access.denied(redis, sid)
+        if denied is not None:
+            await _refuse(websocket, auth.CLOSE_UNAUTHORIZED, auth.UNAUTHORIZED, denied.message)
+            return
         record = await load_record(redis, sid)
     except _Unreadable:
         await _refuse(websocket, 1011, "unreadable_session", "the session record cannot be read")
@@ -159,14 +211,20 @@ async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str) 
         await _refuse(websocket, 1011, "unavailable", "caption feed is unreachable, try again")
         return
     try:
-        await _serve(websocket, display, CaptionHistory(redis, sid), DisplayFeed(request, names))
+        await _serve(websocket, display, CaptionHistory(redis, sid), DisplayFeed(request, names), hub.metrics)
     finally:
         hub.leave(display)
 
 
-async def _serve(websocket: WebSocket, display: Display, history: CaptionHistory, feed: DisplayFeed) -> None:
+async def _serve(
+    websocket: WebSocket,
+    display: Display,
+    history: CaptionHistory,
+    feed: DisplayFeed,
+    metrics: PublisherMetrics,
+) -> None:
     """Run one display until it leaves, is dropped, or the session ends."""
-    pump = asyncio.create_task(_pump(websocket, display, history, feed))
+    pump = asyncio.create_task(_pump(websocket, display, history, feed, metrics))
     client = asyncio.create_task(_until_disconnect(websocket))
     shut = asyncio.create_task(display.closed.wait())
     done, _ = await asyncio.wait({pump, client, shut}, return_when=asyncio.FIRST_COMPLETED)
@@ -184,9 +242,14 @@ async def _serve(websocket: WebSocket, display: Display, history: CaptionHistory
         if isinstance(error, WebSocketDisconnect | OSError):
             return
         if isinstance(error, RedisError):
-            log.warning("display of %s: caption storage failed: %s", display.sid, error)
+            log.warning(
+                "display of %s: caption storage failed: %s",
+                display.sid,
+                error,
+                extra={"session": display.sid},
+            )
         else:
-            log.error("display of %s failed", display.sid, exc_info=error)
+            log.error("display of %s failed", display.sid, exc_info=error, extra={"session": display.sid})
         code, reason = 1011, "caption feed failed"
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
         await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT_S)
@@ -200,14 +263,30 @@ async def _until_disconnect(websocket: WebSocket) -> None:
             return
 
 
-async def _pump(websocket: WebSocket, display: Display, history: CaptionHistory, feed: DisplayFeed) -> None:
+async def _pump(
+    websocket: WebSocket,
+    display: Display,
+    history: CaptionHistory,
+    feed: DisplayFeed,
+    metrics: PublisherMetrics,
+) -> None:
+    delivered = metrics.captions_delivered
     async for event in replay(history, feed):
         await websocket.send_text(event.model_dump_json())
+        delivered.labels(event.type).inc()
     while not feed.finished:
         live = await display.queue.get()
+        if live.resync:  # the live subscription was made again: read what it may have missed
+            async for event in replay(history, feed):
+                await websocket.send_text(event.model_dump_json())
+                delivered.labels(event.type).inc()
+            continue
         verdict = feed.live(live.event)
         if verdict is Verdict.SEND:
             await websocket.send_text(live.text)
+            delivered.labels(live.event.type).inc()
         elif verdict is Verdict.GAP:
+            metrics.gap_repairs.inc()
             for event in await catch_up(history, feed, live.event):
                 await websocket.send_text(event.model_dump_json())
+                delivered.labels(event.type).inc()

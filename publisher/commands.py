@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from typing import Any
 
 from pydantic import ValidationError
 
 from common.errors import ConfigError
-from common.redis_conn import require_url
+from common.logs import configure_logging
+from common.redis_conn import async_client, require_url
 from common.settings import Settings
 
 
@@ -30,6 +32,8 @@ def cmd_publisher(args: argparse.Namespace) -> int:
         problems = (f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         raise ConfigError("; ".join(problems)) from exc
     url = require_url(settings.redis_url)
+    verbose = getattr(args, "verbose", False)
+    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
     asyncio.run(serve(settings, url))
     return 0
 
@@ -38,13 +42,14 @@ def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the publisher (also used by ``wsp up``)."""
     import uvicorn
 
+    from common.ws_protocol import WebSocketProtocol
     from publisher.app import create_app
 
     return uvicorn.Config(
         create_app(settings, redis),
         host=settings.host,
         port=settings.publisher_port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
         log_config=None,
         log_level=settings.log_level.lower(),
     )
@@ -53,10 +58,9 @@ def server_config(settings: Settings, redis: Any) -> Any:
 async def serve(settings: Settings, url: str) -> None:
     """Run the publisher until interrupted."""
     import uvicorn
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    redis = Redis.from_url(url)
+    redis = async_client(url)
     try:
         try:
             await redis.ping()

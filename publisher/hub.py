@@ -3,6 +3,11 @@
 The first display of a session subscribes to ``keys.live(sid)``; the last one to leave unsubscribes. Each
 display has a bounded queue: a display that cannot keep up is dropped (told to close with 4408) instead of
 stalling the others or growing memory without bound.
+
+A subscription lost to a Redis failure is made again with jittered backoff; every display of the session
+is then told to re-read the caption stream (a ``resync`` marker in its queue), so finals published while
+the subscription was down still arrive, once and in order. Only after :data:`RESUBSCRIBE_ATTEMPTS` failed
+tries are the displays closed (1011), and they reconnect with ``since=``.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from common import keys
+from common.retry import backoff_s
 from common.schemas import CaptionEvent
+from publisher.metrics import PublisherMetrics
 from publisher.replay import decode_event
 
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 4408
 CLOSE_FEED_LOST = 1011
+RESUBSCRIBE_ATTEMPTS = 8
+"""Tries to subscribe again after the subscription was lost (jittered backoff, about 20 s in all)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,13 @@ class LiveEvent:
 
     event: CaptionEvent
     text: str
+    resync: bool = False
+    """Not an event: the subscription was made again, read the caption stream for what was missed."""
+
+    @classmethod
+    def resync_marker(cls) -> LiveEvent:
+        placeholder = CaptionEvent(type="partial", track="", emitted_at=0.0)
+        return cls(placeholder, "", resync=True)
 
 
 class Display:
@@ -68,10 +84,16 @@ class _Channel:
 class CaptionHub:
     """Per process: the live subscriptions of every session that has displays here."""
 
-    def __init__(self, redis: Any, queue_size: int) -> None:
+    def __init__(self, redis: Any, queue_size: int, metrics: PublisherMetrics | None = None) -> None:
         self._redis = redis
         self._queue_size = queue_size
         self._channels: dict[str, _Channel] = {}
+        self.metrics = metrics or PublisherMetrics()
+        self.metrics.displays.set_function(self.display_count)
+
+    def display_count(self) -> int:
+        """Displays connected to this process, every session together."""
+        return sum(len(channel.displays) for channel in self._channels.values())
 
     def displays(self, sid: str) -> int:
         channel = self._channels.get(sid)
@@ -123,11 +145,44 @@ class CaptionHub:
     def _fan_out(self, channel: _Channel, live: LiveEvent) -> None:
         for display in list(channel.displays):
             if not display.offer(live):
-                log.warning("display of session %s dropped: %d events queued", channel.sid, self._queue_size)
+                log.warning(
+                    "display of session %s dropped: %d events queued",
+                    channel.sid,
+                    self._queue_size,
+                    extra={"session": channel.sid},
+                )
+                self.metrics.displays_dropped.inc()
                 display.shut(CLOSE_TOO_SLOW, "too slow")
                 self.leave(display)
 
     async def _listen(self, channel: _Channel) -> None:
+        failures = 0
+        try:
+            while True:
+                try:
+                    await self._subscribed(channel)
+                    return
+                except (RedisError, OSError) as exc:
+                    failures += 1
+                    if not channel.ready.done() or failures > RESUBSCRIBE_ATTEMPTS:
+                        self._lost(channel, exc)
+                        return
+                    pause = backoff_s(failures)
+                    log.warning(
+                        "live subscription of session %s lost (%s); again in %.1f s (%d tries left)",
+                        channel.sid,
+                        exc,
+                        pause,
+                        RESUBSCRIBE_ATTEMPTS - failures,
+                        extra={"session": channel.sid},
+                    )
+                    await asyncio.sleep(pause)
+        finally:
+            if not channel.ready.done():
+                channel.ready.cancel()
+
+    async def _subscribed(self, channel: _Channel) -> None:
+        """One subscription, until it fails; every confirmation after the first one is a resubscription."""
         name = keys.live(channel.sid)
         pubsub = self._redis.pubsub()
         try:
@@ -138,23 +193,30 @@ class CaptionHub:
                 if kind == "subscribe" and not channel.ready.done():
                     log.debug("subscribed to %s", name)
                     channel.ready.set_result(None)
+                elif kind == "subscribe":
+                    log.info(
+                        "live subscription of session %s is back", channel.sid, extra={"session": channel.sid}
+                    )
+                    self._fan_out(channel, LiveEvent.resync_marker())
                 elif kind == "message":
                     event = decode_event(message["data"])
                     if event is not None:
                         self._fan_out(channel, LiveEvent(event, event.model_dump_json()))
-        except (RedisError, OSError) as exc:
-            log.error("live subscription of session %s lost: %s", channel.sid, exc)
-            if not channel.ready.done():
-                channel.ready.set_exception(exc)
-            for display in list(channel.displays):
-                display.shut(CLOSE_FEED_LOST, "caption feed lost")
-            if self._channels.get(channel.sid) is channel:
-                del self._channels[channel.sid]
         finally:
-            if not channel.ready.done():
-                channel.ready.cancel()
             with contextlib.suppress(RedisError, OSError):
                 await asyncio.shield(_unsubscribe(pubsub, name))
+
+    def _lost(self, channel: _Channel, exc: BaseException) -> None:
+        """The subscription cannot be made (again): close the displays, they reconnect with ``since=``."""
+        log.error(
+            "live subscription of session %s lost: %s", channel.sid, exc, extra={"session": channel.sid}
+        )
+        if not channel.ready.done():
+            channel.ready.set_exception(exc)
+        for display in list(channel.displays):
+            display.shut(CLOSE_FEED_LOST, "caption feed lost")
+        if self._channels.get(channel.sid) is channel:
+            del self._channels[channel.sid]
 
 
 async def _unsubscribe(pubsub: Any, name: str) -> None:

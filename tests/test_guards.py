@@ -122,3 +122,48 @@ def test_thresholds_come_from_the_options() -> None:
     assert "".join(s.text for s in cut) == "はい"
     assert kept_text([segment("はい", "はい", "はい")]) == "はい"
     assert kept_text([segment("はい", "はい")]) == "はいはい"
+
+
+EN = StreamingOptions(language="en")
+
+
+def en_text(segments: list[Segment], history: tuple[Word, ...] = ()) -> str:
+    return " ".join(w.text for s in guards.clean(segments, EN, history=history) for w in s.words)
+
+
+def test_a_sentence_said_again_at_the_end_of_a_buffer_is_cut() -> None:
+    # Whisper repeats the last sentence when the buffer ends; the repeat must never be committed.
+    said = segment(
+        "And",
+        "it",
+        "is",
+        "worth",
+        "mentioning",
+        "in",
+        "passing.",
+        "And",
+        "it",
+        "is",
+        "worth",
+        "mentioning",
+        "in",
+        "passing.",
+    )
+    assert en_text([said]) == "And it is worth mentioning in passing."
+
+
+def test_a_phrase_repeating_the_committed_text_before_the_buffer_is_cut() -> None:
+    history = pieces("worth", "mentioning", "in", "passing.")
+    again = segment("mentioning", "in", "passing.", "That", "is", "all.", start=2.0)
+    assert en_text([again], history=history[:1]) == "mentioning in passing. That is all."
+    assert en_text([again], history=history) == ""
+
+
+def test_a_long_word_doubled_is_cut_but_a_short_emphasis_is_kept() -> None:
+    assert en_text([segment("missals,", "soldiers,", "soldiers,", "etc.")]) == "missals, soldiers,"
+    assert en_text([segment("very,", "very", "good")]) == "very, very good"
+
+
+def test_the_words_before_a_loop_survive_even_when_the_segment_scores_as_repetitive() -> None:
+    looped = segment("especially", "as", "regards", *["ancient"] * 20, compression_ratio=9.0)
+    assert en_text([looped]) == "especially as regards ancient"

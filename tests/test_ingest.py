@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -97,14 +98,28 @@ def http(base: str) -> Iterator[httpx.Client]:
         yield client
 
 
+AUDIO_TOKENS: dict[str, str] = {}
+"""The audio token of every session the tests created (the audio URLs below carry it)."""
+
+
 def new_session(http: httpx.Client, **body: Any) -> str:
     response = http.post("/v1/sessions", json=body)
     assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    sid = str(response.json()["id"])
+    AUDIO_TOKENS[sid] = response.json()["audio_token"]
+    return sid
 
 
 def ws_url(base: str, sid: str) -> str:
-    return base.replace("http://", "ws://") + f"/v1/sessions/{sid}/audio"
+    url = base.replace("http://", "ws://") + f"/v1/sessions/{sid}/audio"
+    return url + (f"?token={AUDIO_TOKENS[sid]}" if sid in AUDIO_TOKENS else "")
+
+
+def status(http: httpx.Client, sid: str) -> dict[str, Any]:
+    response = http.get(f"/v1/sessions/{sid}", params={"token": AUDIO_TOKENS[sid]})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 _connections = ExitStack()
@@ -158,7 +173,9 @@ def tone(samples: int, seed: int) -> bytes:
 # --- sessions over HTTP --------------------------------------------------------------------------
 
 
-def test_create_session_has_default_track_and_is_announced(http: httpx.Client, db: redis.Redis) -> None:
+def test_create_session_has_default_track_and_is_announced(
+    base: str, http: httpx.Client, db: redis.Redis
+) -> None:
     response = http.post("/v1/sessions", json={"language": "ja", "title": "Concert"})
     assert response.status_code == 201
     body = response.json()
@@ -166,15 +183,22 @@ def test_create_session_has_default_track_and_is_announced(http: httpx.Client, d
     keys.check_session_id(sid)
     assert body["record"]["tracks"] == [{"name": "ja", "task": "transcribe"}]
     assert body["record"]["language"] == "ja" and body["record"]["title"] == "Concert"
-    assert body["audio_url"].endswith(f"/v1/sessions/{sid}/audio") and body["audio_url"].startswith("ws://")
-    assert f"/v1/sessions/{sid}/captions" in body["captions_url"]
+    audio_token, read_token = body["audio_token"], body["read_token"]
+    assert body["audio_url"] == f"{ws_url(base, sid)}?token={audio_token}"
+    assert body["captions_url"].endswith(f"/v1/sessions/{sid}/captions?token={read_token}")
+    assert body["display_url"].endswith(f"/v1/sessions/{sid}/display?token={read_token}")
+    assert audio_token != read_token and len(audio_token) >= 32
     stored = db.hgetall(keys.session(sid))
     assert stored[b"status"] == b"open" and stored[b"samples"] == b"0"
     assert json.loads(stored[b"record"])["id"] == sid
     assert db.zscore(keys.sessions_active(), sid) is not None
+    # Redis keeps only the tokens' hashes.
+    assert stored[b"audio_token_sha256"] == hashlib.sha256(audio_token.encode()).hexdigest().encode()
+    assert not [v for v in stored.values() if audio_token.encode() in v or read_token.encode() in v]
 
-    got = http.get(f"/v1/sessions/{sid}").json()
+    got = http.get(f"/v1/sessions/{sid}", params={"token": read_token}).json()
     assert (got["status"], got["samples"], got["record"]["id"]) == ("open", 0, sid)
+    assert "token" not in got["audio_url"] and "token" not in got["captions_url"]  # a lookup shows no secret
 
 
 def test_translate_track_must_be_english(http: httpx.Client) -> None:
@@ -198,8 +222,8 @@ def test_invalid_language_is_refused_clearly(http: httpx.Client, body: dict[str,
 
 
 def test_unknown_and_invalid_session_ids(http: httpx.Client) -> None:
-    missing = http.get("/v1/sessions/nosuchsession")
-    assert missing.status_code == 404 and missing.json()["code"] == "unknown_session"
+    missing = http.get("/v1/sessions/nosuchsession", params={"token": "x" * 32})
+    assert missing.status_code == 401 and missing.json()["code"] == "unauthorized"  # says nothing more
     for bad in ["a%7D:x", "x" * 200, "a%20b"]:
         response = http.get(f"/v1/sessions/{bad}")
         assert response.status_code == 400, bad
@@ -211,9 +235,9 @@ def test_unknown_and_invalid_session_ids(http: httpx.Client) -> None:
 # --- the audio WebSocket -------------------------------------------------------------------------
 
 
-def test_unknown_session_is_refused_with_4404(base: str) -> None:
+def test_unknown_session_without_its_token_is_refused_with_4401(base: str) -> None:
     message, code = refusal(start(base, "nosuchsession"))
-    assert code == 4404 and message["code"] == "unknown_session"
+    assert code == 4401 and message["code"] == "unauthorized"
 
 
 @pytest.mark.parametrize("sid", ["a}:x", "x" * 200, "a b"])
@@ -290,7 +314,7 @@ def test_stream_lands_exactly_then_one_end_and_nothing_after(
         assert abs(float(entry["at"]) - time.time()) < 60
         sample0 += len(frame) // 2
     assert int(entries[-1]["sample0"]) == total and "pcm" not in entries[-1]
-    state = http.get(f"/v1/sessions/{sid}").json()
+    state = status(http, sid)
     assert state["samples"] == total and state["audio_ended"] is True and state["status"] == "streaming"
 
     message, code = refusal(start(base, sid))
@@ -361,9 +385,9 @@ def test_a_bad_connection_does_not_disturb_a_concurrent_good_one(
     bad.send(b"\x00" * 5)
     good.send(frames[1])
     assert refusal(bad)[1] == 4400
-    junk = opened(ws_url(base, good_sid + "x"))
+    junk = opened(ws_url(base, good_sid).replace("/audio?", "x/audio?"))
     junk.send(b"garbage")
-    assert refusal(junk)[1] == 4400
+    assert refusal(junk)[1] == 4401  # another session's token
     for frame in frames[2:]:
         good.send(frame)
     good.send(json.dumps({"type": "end"}))

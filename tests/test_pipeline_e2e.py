@@ -65,7 +65,9 @@ async def new_session(pipeline: LocalPipeline, tracks: list[dict[str, str]] | No
 
 
 def display(info: SessionInfo, query: str = "") -> Display:
-    return Display(info.captions_url + (f"?{query}" if query else ""))
+    """A display on the captions URL ingest returned (it carries the session's read token)."""
+    assert "?token=" in info.captions_url
+    return Display(info.captions_url + (f"&{query}" if query else ""))
 
 
 async def connect_all(*displays: Display) -> list[asyncio.Task[None]]:

@@ -30,7 +30,7 @@ from redis.asyncio import Redis as AsyncRedis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from common import keys
+from common import auth, keys
 from common.cli import main
 from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
@@ -78,8 +78,11 @@ class Publisher:
         return hub
 
     def ws(self, sid: str, query: str = "") -> str:
+        """The captions URL of ``sid`` with its read token (see :data:`READ_TOKENS`) and ``query``."""
         url = self.base.replace("http://", "ws://") + f"/v1/sessions/{sid}/captions"
-        return url + (f"?{query}" if query else "")
+        params = [f"token={READ_TOKENS[sid]}"] if sid in READ_TOKENS else []
+        params += [query] if query else []
+        return url + (f"?{'&'.join(params)}" if params else "")
 
     def wait_displays(self, sid: str, count: int) -> None:
         """Wait until ``count`` displays of the session are subscribed (the hub says so)."""
@@ -138,13 +141,21 @@ def display(url: str, **options: Any) -> ClientConnection:
 # --- writing captions as a worker does ------------------------------------------------------------
 
 
+READ_TOKENS: dict[str, str] = {}
+"""The read token of every session written below (the URLs of :meth:`Publisher.ws` carry it)."""
+
+
 class Session:
     def __init__(self, db: redis.Redis, tracks: tuple[str, ...] = ("ja", "en")) -> None:
         self.db = db
         self.sid = "s-" + uuid.uuid4().hex[:12]
+        self.tokens = auth.issue()
+        READ_TOKENS[self.sid] = self.tokens.read
         specs = [TrackSpec(name=t, task="transcribe" if t == "ja" else "translate") for t in tracks]
         record = SessionRecord(id=self.sid, language="ja", tracks=specs, created_at=time.time())
-        db.hset(keys.session(self.sid), mapping={"record": record.model_dump_json(), "status": "streaming"})
+        fields: dict[Any, Any] = {"record": record.model_dump_json(), "status": "streaming"}
+        fields.update(self.tokens.hashes())  # what ingest stores: the tokens' hashes
+        db.hset(keys.session(self.sid), mapping=fields)
         db.zadd(keys.sessions_active(), {self.sid: record.created_at})
 
     def final(self, track: str, text: str, start: float, end: float, publish: bool = True) -> int:
@@ -257,7 +268,7 @@ def test_partials_reach_displays_but_not_the_export(publisher: Publisher, db: re
         ("final", "こんにちは。"),
         ("partial", "ぱーしゃる"),
     ]
-    srt_text = httpx.get(f"{publisher.base}/v1/sessions/{s.sid}/captions.srt", timeout=10).text
+    srt_text = export(publisher, s.sid, "srt").text
     assert "こんにちは。" in srt_text
     assert "ぱーしゃる" not in srt_text
     assert "こんに\n" not in srt_text
@@ -389,12 +400,12 @@ def refusal(ws: ClientConnection) -> tuple[dict[str, Any], int | None]:
     return events[0], code
 
 
-def test_unknown_session_is_refused_with_4404(publisher: Publisher) -> None:
-    message, code = refusal(display(publisher.ws("no-such-session")))
-    assert code == 4404
+def test_unknown_session_is_refused_with_4401_without_saying_it_is_unknown(publisher: Publisher) -> None:
+    message, code = refusal(display(publisher.ws("no-such-session", "token=" + auth.new_token())))
+    assert code == 4401
     assert message["type"] == "error"
-    assert message["code"] == "unknown_session"
-    assert "no-such-session" in message["message"]
+    assert message["code"] == "unauthorized"
+    assert "no-such-session" not in message["message"]
 
 
 @pytest.mark.parametrize("query", ["tracks=fr", "since=-1", "since=abc", "since=ja:x", "since=fr:3"])
@@ -419,6 +430,9 @@ def test_parse_request_defaults_and_per_track_since() -> None:
 
 
 def export(publisher: Publisher, sid: str, fmt: str, **params: str) -> httpx.Response:
+    """An SRT/VTT export, with the session's read token unless ``params`` has a ``token``."""
+    if sid in READ_TOKENS:
+        params = {"token": READ_TOKENS[sid]} | params
     return httpx.get(f"{publisher.base}/v1/sessions/{sid}/captions.{fmt}", params=params, timeout=10)
 
 
@@ -476,9 +490,9 @@ def _ms(stamp: str) -> int:
 
 
 def test_export_refusals(publisher: Publisher, db: redis.Redis) -> None:
-    missing = export(publisher, "no-such-session", "srt")
-    assert missing.status_code == 404
-    assert missing.json()["code"] == "unknown_session"
+    missing = export(publisher, "no-such-session", "srt", token=auth.new_token())
+    assert missing.status_code == 401
+    assert missing.json()["code"] == "unauthorized"
     s = Session(db)
     wrong = export(publisher, s.sid, "vtt", track="fr")
     assert wrong.status_code == 400

@@ -201,10 +201,36 @@ def test_a_worker_that_lost_its_session_can_never_write(redis_url: str) -> None:
             assert not await Leases(redis, "old", ttl_s=5).release(old)
 
             assert await redis.get(keys.state(sid, "en")) == state_before
-            assert await committer.commit(new, step("en", "b")) == [2]
+            assert await committer.commit(new, step("en", "b", received=32000)) == [2]
             assert [e.text for e in await captions(redis, sid)] == ["a", "b"]
             assert await new_leases.release(new)
             assert await redis.exists(keys.lease(sid)) == 0
+        finally:
+            await redis.aclose()
+
+    run(scenario())
+
+
+@pytest.mark.redis
+def test_a_commit_sent_again_after_a_lost_reply_writes_nothing_twice(redis_url: str) -> None:
+    """A connection that fails after the script ran makes the client send it again: no duplicate."""
+
+    async def scenario() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            sid = "commit-retry"
+            lease = await Leases(redis, "w1", ttl_s=5).claim(sid)
+            assert lease is not None
+            committer = Committer(redis)
+            once = step("en", "one", "two", received=16000)
+            assert await committer.commit(lease, once) == [1, 2]
+            assert await committer.commit(lease, once) == []
+            assert await committer.commit(lease, step("en", "three", received=32000)) == [3]
+            assert [(e.seq, e.text) for e in await captions(redis, sid)] == [
+                (1, "one"),
+                (2, "two"),
+                (3, "three"),
+            ]
         finally:
             await redis.aclose()
 

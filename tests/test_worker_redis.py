@@ -291,3 +291,63 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
 async def epoch(redis: Redis, sid: str) -> int:
     value: Any = await redis.get(keys.epoch(sid))
     return int(value)
+
+
+def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM drains: the lease is released, so another `wsp worker` resumes long before the lease TTL."""
+    script = tmp_path / "script.json"
+    timeline = ScriptedTranscriber.from_text(EN_TEXT)
+    write_script(script, timeline)
+    ttl_s = 30.0
+    env = {
+        **os.environ,
+        "WSP_REDIS_URL": redis_url,
+        "WSP_ENGINE": "scripted",
+        "WSP_SCRIPT_FILE": str(script),
+        "WSP_LEASE_TTL_S": str(ttl_s),
+    }
+
+    def spawn(worker_id: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "common.cli", "worker", "--id", worker_id]
+        with (tmp_path / f"{worker_id}.log").open("wb") as log:
+            return subprocess.Popen(command, env=env, stderr=log)
+
+    async def scenario() -> tuple[list[CaptionEvent], float]:
+        redis = Redis.from_url(redis_url)
+        sid = "worker-sigterm"
+        first = spawn("term-first")
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            record = SessionRecord(
+                id=sid, language="en", tracks=[TrackSpec(name="en")], created_at=time.time()
+            )
+            await redis.hset(
+                keys.session(sid), mapping={"record": record.model_dump_json(), "status": "open"}
+            )
+            await redis.zadd(keys.sessions_active(), {sid: record.created_at})
+            writer = asyncio.create_task(stream_audio(redis, sid, timeline[-1].end + 1.0, pace_s=0.1))
+            await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
+            second = spawn("term-second")
+            first.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            first.wait(timeout=30)
+            assert first.returncode == 0, (tmp_path / "term-first.log").read_text()
+            await writer
+            await wait_until(lambda: ended(redis, sid), timeout_s=ttl_s / 2)
+            assert await epoch(redis, sid) == 2
+            return await captions(redis, sid), time.monotonic() - stopped_at
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=30)
+            await redis.aclose()
+
+    events, took_s = asyncio.run(scenario())
+    finals = [e for e in events if e.type == "final"]
+    assert " ".join(e.text for e in finals) == " ".join(EN_TEXT.split())
+    assert [e.seq for e in finals] == list(range(1, len(finals) + 1))
+    assert [e.type for e in events][-1] == "end"
+    assert took_s < ttl_s / 2

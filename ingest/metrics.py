@@ -1,0 +1,32 @@
+"""The ingest service's Prometheus metrics (one registry per application)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from common.metrics import new_registry
+
+
+class IngestMetrics:
+    """Sessions created, audio accepted and refused, audio connections open."""
+
+    def __init__(self) -> None:
+        self.registry = new_registry()
+        self.sessions_created = Counter(
+            "wsp_ingest_sessions_created", "Sessions created (POST /v1/sessions).", registry=self.registry
+        )
+        self.audio_frames = Counter(
+            "wsp_ingest_audio_frames", "Binary audio frames accepted into a session.", registry=self.registry
+        )
+        self.audio_bytes = Counter(
+            "wsp_ingest_audio_bytes", "Bytes of PCM audio accepted into a session.", registry=self.registry
+        )
+        self.audio_rejected = Counter(
+            "wsp_ingest_audio_rejected",
+            "Audio connections or frames refused, by error code (frame_too_large, unknown_session, ...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.audio_connections = Gauge(
+            "wsp_ingest_audio_connections", "Audio WebSocket connections open now.", registry=self.registry
+        )
