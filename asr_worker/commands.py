@@ -19,22 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
     from asr_worker.engines import make_transcriber, uses_vad
     from asr_worker.monitor import worker_monitor
     from asr_worker.worker import Worker
-    from common.errors import ConfigError
     from common.logs import configure_logging
     from common.redis_conn import require_url
-    from common.settings import Settings
+    from common.settings import load_settings
 
     overrides = {"worker_id": args.id, "worker_capacity": args.capacity}
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = [f"WSP_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors() if e["loc"]]
-        raise ConfigError("; ".join(problems) or str(exc)) from exc
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     require_url(settings.redis_url)
     configure_logging(logging.DEBUG if args.verbose else settings.log_level, settings.log_format)
     worker = Worker(settings, make_transcriber, vad=uses_vad(settings))

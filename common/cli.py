@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from common.errors import ConfigError, WspError
 from common.logs import configure_logging
 from common.options import StreamingOptions
-from common.settings import Settings
+from common.settings import Settings, describe, load_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,18 +33,7 @@ def bundled_sample(name: str = "ja_concert.wav") -> Path:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in {"model": getattr(args, "model", None)}.items() if v}
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, prefix="WSP_")) from exc
-
-
-def _explain(exc: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for error in exc.errors():
-        name = ".".join(str(p) for p in error["loc"]) or "value"
-        parts.append(f"{prefix}{name.upper() if prefix else name}: {error['msg']}")
-    return "; ".join(parts)
+    return load_settings(**overrides)
 
 
 def _options(args: argparse.Namespace) -> StreamingOptions:
@@ -57,7 +46,7 @@ def _options(args: argparse.Namespace) -> StreamingOptions:
     try:
         return StreamingOptions(**fields)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from exc
+        raise ConfigError(describe(exc)) from exc
 
 
 def _add_stream_args(parser: argparse.ArgumentParser) -> None:

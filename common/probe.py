@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from common import keys
 from common.errors import WspError
 from common.redis_conn import require_url
-from common.settings import Settings
+from common.settings import Settings, describe
 
 SERVICES = ("ingest", "publisher", "worker")
 DEFAULT_TIMEOUT_S = 3.0
@@ -125,11 +125,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         healthy, message = run_check(args.service, Settings(), args.url, args.timeout)
     except ValidationError as exc:
-        healthy, message = (
-            False,
-            "invalid settings: "
-            + "; ".join(f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()),
-        )
+        healthy, message = False, "invalid settings: " + describe(exc, prefix="WSP_")
     except WspError as exc:
         healthy, message = False, str(exc)
     print(f"wsp check {args.service}: {message}", file=sys.stdout if healthy else sys.stderr)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_MODEL = "bundled"
@@ -154,3 +154,22 @@ class Settings(BaseSettings):
 
     def resolved_cpu_threads(self) -> int:
         return self.cpu_threads or (os.cpu_count() or 1)
+
+
+def describe(exc: ValidationError, prefix: str = "") -> str:
+    """One line naming every bad field: ``WSP_INGEST_PORT: Input should be a valid integer; ...``."""
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{prefix}{name.upper() if prefix else name}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus ``overrides``; a bad value is a :class:`ConfigError` naming it."""
+    from common.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, prefix="WSP_")) from exc

@@ -7,12 +7,10 @@ import asyncio
 import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from common.errors import ConfigError
 from common.logs import configure_logging
 from common.redis_conn import async_client, require_url
-from common.settings import Settings
+from common.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +54,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "ingest_port": args.port}.items() if v is not None}
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(
-            "; ".join(f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        ) from exc
+    settings = load_settings(**overrides)
     url = require_url(settings.redis_url)
     verbose = getattr(args, "verbose", False)
     configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)

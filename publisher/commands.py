@@ -8,12 +8,10 @@ import logging
 import sys
 from typing import Any
 
-from pydantic import ValidationError
-
 from common.errors import ConfigError
 from common.logs import configure_logging
 from common.redis_conn import async_client, require_url
-from common.settings import Settings
+from common.settings import Settings, load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,11 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_publisher(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems = (f"WSP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigError("; ".join(problems)) from exc
+    settings = load_settings()
     url = require_url(settings.redis_url)
     verbose = getattr(args, "verbose", False)
     configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)

@@ -7,7 +7,6 @@ thread) so that the skip is seen where a venue sees it, at a display.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import threading
 import time
@@ -26,7 +25,6 @@ from asr_worker.transcriber import Segment, TranscribeRequest
 from asr_worker.worker import Worker
 from common import keys
 from common.audio import SAMPLE_RATE, float_to_pcm16
-from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app
@@ -41,19 +39,6 @@ LONG_TEXT = SENTENCES * 5
 """About 130 words: 64 s of scripted speech."""
 CHUNK_S = 0.25
 API_KEY = "backpressure-test-key-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("WSP_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 def worker(url: str, worker_id: str, engine: Any = None, **overrides: Any) -> Worker:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import socket
 import threading
 import time
@@ -23,7 +22,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from common import keys
-from common.redis_conn import EmbeddedRedis
 from common.settings import Settings
 from ingest.app import create_app
 from ingest.simulator import open_session, push_audio
@@ -31,28 +29,6 @@ from ingest.simulator import open_session, push_audio
 pytestmark = pytest.mark.redis
 
 MAX_FRAME = 3200
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("WSP_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis()
-    try:
-        yield server.url
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="module")
-def db(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import asyncio
 import html
 import itertools
 import json
-import os
 import socket
 import threading
 import time
@@ -32,7 +31,6 @@ from websockets.sync.client import ClientConnection, connect
 
 from common import auth, keys
 from common.cli import main
-from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app
@@ -43,28 +41,6 @@ pytestmark = pytest.mark.redis
 
 QUEUE = 16
 """Live events held per display in these tests: small, so a display that never reads is dropped soon."""
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("WSP_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis()
-    try:
-        yield server.url
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="module")
-def db(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +27,8 @@ from asr_worker.session_runner import earliest, fresh_checkpoint
 from asr_worker.words import Word
 from common import keys
 from common.errors import ConfigError
-from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, ProcessorState, TrackCheckpoint
 from common.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("WSP_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 def words(*texts: str, start: float = 0.0) -> list[Word]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from asr_worker.transcriber import Segment, TranscribeRequest
 from asr_worker.worker import Worker
 from common import keys
 from common.audio import SAMPLE_RATE, float_to_pcm16
-from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 
@@ -54,19 +53,6 @@ class BilingualScript:
 
     def audio_s(self) -> float:
         return max(self.ja.timeline[-1].end, self.en.timeline[-1].end) + 1.0
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    url = os.environ.get("WSP_REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 def settings(url: str, worker_id: str, ttl_s: float = 1.0) -> Settings:
