@@ -61,8 +61,11 @@ class HypothesisBuffer:
             new = new[drop:]
         return new
 
-    def agree(self, new: list[Word]) -> list[Word]:
-        """Commit the prefix of ``new`` that the previous hypothesis agrees with; remember the rest."""
+    def agree(self, new: list[Word], until: float = float("inf")) -> list[Word]:
+        """Commit the prefix of ``new`` that the previous hypothesis agrees with; remember the rest.
+
+        Words ending after ``until`` wait for a later step even when both hypotheses agree on them.
+        """
         previous = "".join(_key(w.text) for w in self.pending)
         boundaries: set[int] = set()
         offset = 0
@@ -80,7 +83,7 @@ class HypothesisBuffer:
         offset = 0
         for w in new:
             offset += len(_key(w.text))
-            if offset > agreed or (self.spaced and offset not in boundaries):
+            if offset > agreed or (self.spaced and offset not in boundaries) or w.end > until:
                 break
             committed.append(w)
         self.pending = new[len(committed) :]

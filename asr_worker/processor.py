@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 QUIET_STEPS_TO_FLUSH = 3
 """Steps with no new speech after which the unagreed tail of an utterance is committed as it stands."""
-SILENCE_KEEP_S = 0.5
+SILENCE_KEEP_S = 1.0
 """Audio kept when a buffer without speech is dropped (speech may begin right at its end)."""
 MAX_WORDS_LOG = 12
 
@@ -210,7 +210,8 @@ class OnlineProcessor:
         words = [w.shifted(offset) for s in segments for w in s.words]
         self._segment_ends = [s.words[-1].end + offset for s in segments if s.words]
         new = self._hypothesis.insert(words)
-        committed = self._emit(self._hypothesis.agree(new))
+        edge = self.received_s - self.options.edge_s  # the audio may have cut the last word short
+        committed = self._emit(self._hypothesis.agree(new, until=edge))
         if committed:
             log.debug("commit %s", join_words(committed[:MAX_WORDS_LOG], self.options.joiner))
         return committed

@@ -37,12 +37,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _options(args: argparse.Namespace) -> StreamingOptions:
-    fields = {
+    fields: dict[str, object] = {
         "language": args.language,
         "task": args.task,
         "glossary": tuple(args.glossary or ()),
         "vad": not getattr(args, "no_vad", False),
     }
+    if getattr(args, "beam_size", None) is not None:
+        fields["beam_size"] = args.beam_size
+    for item in getattr(args, "set", None) or ():
+        name, sep, value = item.partition("=")
+        if not sep or name not in StreamingOptions.model_fields or name in fields:
+            raise ConfigError(f"--set wants NAME=VALUE with NAME a streaming option, got {item!r}")
+        fields[name] = None if value.lower() == "none" else value
     try:
         return StreamingOptions(**fields)
     except ValidationError as exc:
@@ -58,6 +65,10 @@ def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=float, default=0.0, help="start this many seconds into the file")
     parser.add_argument("--end", type=float, default=None, help="stop at this second of the file")
     parser.add_argument("--glossary", action="append", help="a name or term to bias recognition (repeatable)")
+    parser.add_argument("--beam-size", type=int, help="beam width of each step (default 1: greedy)")
+    parser.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="any streaming option, e.g. --set trim_s=6"
+    )
     parser.add_argument(
         "--comp-unaware",
         action="store_true",

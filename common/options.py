@@ -129,13 +129,20 @@ class StreamingOptions(BaseModel):
     task: Literal["transcribe", "translate"] = Field("transcribe", description="translate = into English.")
     min_chunk_s: float = Field(0.5, gt=0, le=10, description="New audio needed before the next step.")
     trim_s: float = Field(
-        4.0, gt=0, description="Buffer length above which it is cut at the last committed sentence end."
+        6.0, gt=0, description="Buffer length above which it is cut at the last committed sentence end."
     )
     segment_trim_s: float = Field(
-        8.0, gt=0, description="Buffer length above which a committed segment end is a cut point too."
+        10.0, gt=0, description="Buffer length above which a committed segment end is a cut point too."
     )
     max_buffer_s: float = Field(
         16.0, gt=0, le=30, description="Hard bound: the buffer never grows past this (Whisper sees 30 s)."
+    )
+    edge_s: float = Field(
+        0.4,
+        ge=0,
+        le=3,
+        description="Words ending this close to the end of the audio heard so far wait for the next step: "
+        "the audio may have cut them short, and both hypotheses would agree on the fragment.",
     )
     prompt_chars: int = Field(200, ge=0, le=800, description="Committed text fed back as the prompt.")
     glossary: tuple[str, ...] = Field((), description="Names and terms put in every prompt.")

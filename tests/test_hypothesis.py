@@ -75,3 +75,12 @@ def test_a_committed_word_heard_again_in_another_case_is_not_repeated() -> None:
     hyp.commit_pending()
     again = hyp.insert([Word(0.95, 1.4, "Fellow,"), Word(1.4, 1.9, "Americans")])
     assert [w.text for w in again] == ["Americans"]
+
+
+def test_agreed_words_at_the_very_end_of_the_audio_wait_for_more() -> None:
+    # "there" may be the first half of "therefore", cut by the end of the audio: both hypotheses agree on it.
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("and", "there")))
+    assert [w.text for w in hyp.agree(hyp.insert(words("and", "there")), until=0.8)] == ["and"]
+    assert [w.text for w in hyp.pending] == ["there"]
+    assert [w.text for w in hyp.agree(hyp.insert(words("and", "therefore")))] == []
