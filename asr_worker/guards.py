@@ -143,7 +143,8 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
         words = words[:cut]
         looped = cut < len(segment.words)
         ratio = compression_ratio("".join(w.text for w in words)) if looped else segment.compression_ratio
-        if words and ratio <= options.compression_ratio_threshold:
+        made_up = looped and segment.no_speech_prob > options.loop_no_speech_threshold
+        if words and ratio <= options.compression_ratio_threshold and not made_up:
             kept.append(
                 Segment(
                     segment.start,

@@ -161,6 +161,13 @@ class StreamingOptions(BaseModel):
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     no_speech_threshold: float = Field(0.6, gt=0, le=1)
     log_prob_threshold: float = Field(-1.0, description="With no_speech_threshold: a segment is silence.")
+    loop_no_speech_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A segment that loops and is this likely to be non-speech is dropped whole, "
+        "the words before its loop too (Whisper's loops on noise start with a made-up phrase).",
+    )
     compression_ratio_threshold: float = Field(
         2.4, gt=1, description="Segments more repetitive than this (gzip ratio) are never committed."
     )

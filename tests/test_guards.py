@@ -167,3 +167,13 @@ def test_a_long_word_doubled_is_cut_but_a_short_emphasis_is_kept() -> None:
 def test_the_words_before_a_loop_survive_even_when_the_segment_scores_as_repetitive() -> None:
     looped = segment("especially", "as", "regards", *["ancient"] * 20, compression_ratio=9.0)
     assert en_text([looped]) == "especially as regards ancient"
+
+
+def test_a_loop_on_probable_non_speech_is_dropped_whole() -> None:
+    # Whisper on noise: a made-up phrase, then a loop; the phrase before the loop is made up too.
+    noise = segment("スタッフ", "の", "上に", "、", *["上に", "、"] * 6, no_speech_prob=0.7, avg_logprob=-0.9)
+    speech = segment(
+        "スタッフ", "の", "上に", "、", *["上に", "、"] * 6, no_speech_prob=0.1, avg_logprob=-0.9
+    )
+    assert kept_text([noise]) == ""
+    assert kept_text([speech]) == "スタッフの上に、"
