@@ -7,8 +7,6 @@ thread) so that the skip is seen where a venue sees it, at a display.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app
+from tests.served import Served, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -167,32 +166,11 @@ class Publisher:
 
 @pytest.fixture(scope="module")
 def publisher(redis_url: str) -> Iterator[Publisher]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = Settings(redis_url=redis_url, publisher_port=port, api_key=API_KEY)
-    holder: dict[str, uvicorn.Server] = {}
-
-    async def serve() -> None:
-        client = Redis.from_url(redis_url)
-        config = uvicorn.Config(
-            create_app(settings, client), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-        )
-        holder["server"] = uvicorn.Server(config)
-        try:
-            await holder["server"].serve()
-        finally:
-            await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        assert time.monotonic() < deadline, "publisher did not start"
-        time.sleep(0.02)
-    yield Publisher(f"ws://127.0.0.1:{port}", holder["server"])
-    holder["server"].should_exit = True
-    thread.join(timeout=10)
+    served = Served(lambda client: create_app(settings, client), redis_url, port, lifespan="on")
+    yield Publisher(f"ws://127.0.0.1:{port}", served.server)
+    served.stop()
 
 
 async def display(url: str, received: list[CaptionEvent], connected: asyncio.Event) -> None:

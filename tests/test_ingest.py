@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,8 +14,6 @@ import httpx
 import numpy as np
 import pytest
 import redis
-import uvicorn
-from redis.asyncio import Redis as AsyncRedis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -25,6 +21,7 @@ from common import keys
 from common.settings import Settings
 from ingest.app import create_app
 from ingest.simulator import open_session, push_audio
+from tests.served import Served, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -34,38 +31,13 @@ MAX_FRAME = 3200
 @pytest.fixture(scope="module")
 def base(redis_url: str) -> Iterator[str]:
     """An ingest service on a free port, served by uvicorn in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = Settings(redis_url=redis_url, max_frame_bytes=MAX_FRAME, ingest_port=port)
-    holder: dict[str, uvicorn.Server] = {}
-
-    async def serve() -> None:
-        client = AsyncRedis.from_url(redis_url)
-        config = uvicorn.Config(
-            create_app(settings, client),
-            host="127.0.0.1",
-            port=port,
-            ws="websockets-sansio",
-            ws_max_size=1 << 20,
-            log_config=None,
-            lifespan="off",
-        )
-        holder["server"] = uvicorn.Server(config)
-        try:
-            await holder["server"].serve()
-        finally:
-            await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        assert time.monotonic() < deadline, "ingest did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    holder["server"].should_exit = True
-    thread.join(10)
+    served = Served(
+        lambda client: create_app(settings, client), redis_url, port, ws_max_size=1 << 20, lifespan="off"
+    )
+    yield served.base
+    served.stop()
 
 
 @pytest.fixture

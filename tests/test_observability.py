@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +20,6 @@ import httpx
 import numpy as np
 import pytest
 import redis
-import uvicorn
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis as AsyncRedis
 from websockets.sync.client import connect
@@ -42,6 +39,7 @@ from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.hub import CaptionHub
 from publisher.metrics import PublisherMetrics
+from tests.served import Served, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -50,12 +48,6 @@ FRAME_BYTES = 3200
 WORDS = (
     "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 最初の 曲は ドヴォルザークの 交響曲 第九番 です。"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -79,41 +71,6 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) ->
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-class Served:
-    """An application (built on its own event loop) served by uvicorn in a thread."""
-
-    def __init__(self, build: Callable[[AsyncRedis], FastAPI], redis_url: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._holder: dict[str, Any] = {}
-
-        async def serve() -> None:
-            client = AsyncRedis.from_url(redis_url)
-            app = build(client)
-            self._holder["app"] = app
-            config = uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_config=None
-            )
-            self._holder["server"] = uvicorn.Server(config)
-            try:
-                await self._holder["server"].serve()
-            finally:
-                await client.aclose()
-
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-        self._thread.start()
-        wait_for(lambda: bool(self._holder.get("server") and self._holder["server"].started), "the server")
-
-    @property
-    def app(self) -> FastAPI:
-        app: FastAPI = self._holder["app"]
-        return app
-
-    def stop(self) -> None:
-        self._holder["server"].should_exit = True
-        self._thread.join(10)
 
 
 def run_in_thread(coro: Coroutine[Any, Any, None]) -> threading.Thread:

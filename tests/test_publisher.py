@@ -6,12 +6,9 @@ end) and PUBLISH to ``keys.live`` (also partial).
 
 from __future__ import annotations
 
-import asyncio
 import html
 import itertools
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,10 +19,8 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
-import uvicorn
 import webvtt
 from fastapi import FastAPI
-from redis.asyncio import Redis as AsyncRedis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -36,6 +31,7 @@ from common.settings import Settings
 from publisher.app import create_app
 from publisher.hub import CaptionHub
 from publisher.replay import BadQuery, parse_request
+from tests.served import Served, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -71,33 +67,11 @@ class Publisher:
 @pytest.fixture(scope="module")
 def publisher(redis_url: str) -> Iterator[Publisher]:
     """The publisher on a free port, served by uvicorn in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = Settings(redis_url=redis_url, publisher_port=port, display_queue_size=QUEUE)
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        client = AsyncRedis.from_url(redis_url)
-        holder["app"] = create_app(settings, client)
-        config = uvicorn.Config(
-            holder["app"], host="127.0.0.1", port=port, ws="websockets-sansio", log_config=None
-        )
-        holder["server"] = uvicorn.Server(config)
-        try:
-            await holder["server"].serve()
-        finally:
-            await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        assert time.monotonic() < deadline, "publisher did not start"
-        time.sleep(0.02)
-    yield Publisher(f"http://127.0.0.1:{port}", holder["app"])
-    holder["server"].should_exit = True
-    thread.join(10)
+    served = Served(lambda client: create_app(settings, client), redis_url, port)
+    yield Publisher(served.base, served.app)
+    served.stop()
 
 
 _connections = ExitStack()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,6 +32,7 @@ from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from ingest.app import create_app as create_ingest
 from publisher.app import create_app as create_publisher
+from tests.served import Served
 
 pytestmark = pytest.mark.redis
 
@@ -84,32 +82,8 @@ def redis_server(tmp_path: Path) -> Iterator[RestartableRedis]:
 
 def serve_in_thread(app_factory: Callable[[Redis], Any], url: str) -> tuple[str, Callable[[], None]]:
     """Run an app under uvicorn in a thread on a free port; its base URL and a stop function."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    holder: dict[str, uvicorn.Server] = {}
-
-    async def serve() -> None:
-        client = Redis.from_url(url)
-        config = uvicorn.Config(app_factory(client), host="127.0.0.1", port=port, log_config=None)
-        holder["server"] = uvicorn.Server(config)
-        try:
-            await holder["server"].serve()
-        finally:
-            await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not (holder.get("server") and holder["server"].started):
-        assert time.monotonic() < deadline, "service did not start"
-        time.sleep(0.02)
-
-    def stop() -> None:
-        holder["server"].should_exit = True
-        thread.join(timeout=10)
-
-    return f"127.0.0.1:{port}", stop
+    served = Served(app_factory, url, ws="auto")
+    return f"127.0.0.1:{served.port}", served.stop
 
 
 async def with_retry(call: Callable[[], Any], timeout_s: float = 30.0) -> Any:

@@ -22,15 +22,10 @@ from asr_worker.fake_engine import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
 from common.demo import run_demo
 from common.settings import Settings
+from tests.served import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
