@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 from typing import Any
 
 from common.errors import ConfigError
-from common.logs import configure_logging
-from common.redis_conn import async_client, require_url
-from common.settings import Settings, load_settings
-
-log = logging.getLogger(__name__)
+from common.serving import run_service
+from common.settings import Settings
 
 WS_MAX_SIZE_FLOOR = 1 << 20
 """The WebSocket layer accepts messages up to this size (or 4x the frame limit), so a frame that is
@@ -53,13 +48,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in {"host": args.host, "ingest_port": args.port}.items() if v is not None}
-    settings = load_settings(**overrides)
-    url = require_url(settings.redis_url)
-    verbose = getattr(args, "verbose", False)
-    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, url))
-    return 0
+    return run_service("ingest", server_config, args, host=args.host, ingest_port=args.port)
 
 
 def server_config(settings: Settings, redis: Any) -> Any:
@@ -78,20 +67,3 @@ def server_config(settings: Settings, redis: Any) -> Any:
         log_config=None,
         log_level=settings.log_level.lower(),
     )
-
-
-async def serve(settings: Settings, redis_url: str) -> None:
-    """Run the service until a signal stops it; the Redis client is closed on the way out."""
-    import uvicorn
-    from redis.exceptions import RedisError
-
-    redis = async_client(redis_url)
-    try:
-        try:
-            await redis.ping()
-        except RedisError as exc:
-            raise ConfigError(f"cannot reach Redis at {redis_url}: {exc}") from exc
-        log.info("ingest on %s:%d, redis %s", settings.host, settings.ingest_port, redis_url)
-        await uvicorn.Server(server_config(settings, redis)).serve()
-    finally:
-        await redis.aclose()

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import sys
 from typing import Any
 
-from common.errors import ConfigError
-from common.logs import configure_logging
-from common.redis_conn import async_client, require_url
-from common.settings import Settings, load_settings
+from common.serving import run_service
+from common.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_publisher(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    url = require_url(settings.redis_url)
-    verbose = getattr(args, "verbose", False)
-    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, url))
-    return 0
+    return run_service("publisher", server_config, args)
 
 
 def server_config(settings: Settings, redis: Any) -> Any:
@@ -47,20 +37,3 @@ def server_config(settings: Settings, redis: Any) -> Any:
         log_config=None,
         log_level=settings.log_level.lower(),
     )
-
-
-async def serve(settings: Settings, url: str) -> None:
-    """Run the publisher until interrupted."""
-    import uvicorn
-    from redis.exceptions import RedisError
-
-    redis = async_client(url)
-    try:
-        try:
-            await redis.ping()
-        except (RedisError, OSError) as exc:
-            raise ConfigError(f"cannot reach Redis at {url}: {exc}") from exc
-        print(f"publisher on http://{settings.host}:{settings.publisher_port}", file=sys.stderr)
-        await uvicorn.Server(server_config(settings, redis)).serve()
-    finally:
-        await redis.aclose()

@@ -1,0 +1,47 @@
+"""Running one HTTP service of the pipeline (``wsp ingest``, ``wsp publisher``) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from common.errors import ConfigError
+from common.logs import configure_logging
+from common.redis_conn import async_client, require_url
+from common.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+ConfigFactory = Callable[[Settings, Any], Any]
+"""``(settings, redis client) -> uvicorn.Config`` of one service."""
+
+
+def run_service(name: str, make_config: ConfigFactory, args: argparse.Namespace, **overrides: object) -> int:
+    """Build settings, configure logging, serve until a signal stops it."""
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    url = require_url(settings.redis_url)
+    verbose = getattr(args, "verbose", False)
+    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
+    asyncio.run(serve(name, make_config, settings, url))
+    return 0
+
+
+async def serve(name: str, make_config: ConfigFactory, settings: Settings, redis_url: str) -> None:
+    """Refuse to start without Redis; otherwise serve, and close the Redis client on the way out."""
+    import uvicorn
+    from redis.exceptions import RedisError
+
+    redis = async_client(redis_url)
+    try:
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach Redis at {redis_url}: {exc}") from exc
+        config = make_config(settings, redis)
+        log.info("%s on http://%s:%d, redis %s", name, config.host, config.port, redis_url)
+        await uvicorn.Server(config).serve()
+    finally:
+        await redis.aclose()
