@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from pathlib import Path
+
+from common import eventloop
 
 log = logging.getLogger("wsp.worker")
 
@@ -39,7 +40,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         async with worker_monitor(worker, settings.host, settings.worker_metrics_port):
             await worker.run()
 
-    asyncio.run(main())
+    eventloop.run(main())
     return 0
 
 

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from common import keys
+from common import eventloop, keys
 from common.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ async def watch_one(
 
     ``settled`` is called once the display is connected, or has failed to.
     """
-    finals: list[list[Any]] = record["finals"]
+    finals: list[tuple[Any, ...]] = record["finals"]
     try:
         try:
             async with gate:
@@ -123,14 +123,14 @@ async def watch_one(
                 kind = event.get("type")
                 if kind == "final":
                     finals.append(
-                        [
+                        (
                             event["track"],
                             event["seq"],
                             event["emitted_at"],
                             event["end"],
                             received,
                             event["text"],
-                        ]
+                        )
                     )
                 elif kind == "partial":
                     record["partials"] += 1
@@ -179,7 +179,9 @@ async def watch_all(urls: list[str], ready: Callable[[], None], deadline_s: floa
 
 
 # -- the live channels, straight from Redis --------------------------------------------------------
-async def probe_live(redis_url: str, ready: Callable[[], None], stop: Callable[[], bool]) -> list[list[Any]]:
+async def probe_live(
+    redis_url: str, ready: Callable[[], None], stop: Callable[[], bool]
+) -> list[tuple[Any, ...]]:
     """Every final published on any session's live channel, as [sid, track, seq, emitted_at, received],
     until ``stop()``.
 
@@ -188,7 +190,7 @@ async def probe_live(redis_url: str, ready: Callable[[], None], stop: Callable[[
     """
     client = Redis.from_url(redis_url)
     pubsub = client.pubsub()
-    seen: list[list[Any]] = []
+    seen: list[tuple[Any, ...]] = []
     try:
         await pubsub.psubscribe(keys.live_pattern())
         ready()
@@ -200,7 +202,7 @@ async def probe_live(redis_url: str, ready: Callable[[], None], stop: Callable[[
             event = json.loads(message["data"])
             if event.get("type") == "final":
                 sid = keys.sid_of_live(message["channel"].decode())
-                seen.append([sid, event["track"], event["seq"], event["emitted_at"], received])
+                seen.append((sid, event["track"], event["seq"], event["emitted_at"], received))
     finally:
         await pubsub.aclose()
         await client.aclose()
@@ -211,7 +213,7 @@ async def probe_live(redis_url: str, ready: Callable[[], None], stop: Callable[[
 def sender_process(urls: list[str], seconds: float, frame_s: float, out: str) -> None:
     """Child process: stream every session's audio; write the send log and this process's CPU seconds."""
     cpu0 = time.process_time()
-    sessions = asyncio.run(send_all(urls, seconds, frame_s))
+    sessions = eventloop.run(send_all(urls, seconds, frame_s))
     Path(out).write_text(json.dumps({"sessions": sessions, "cpu_s": time.process_time() - cpu0}))
 
 
@@ -223,10 +225,11 @@ def display_process(urls: list[str], out: str, ready: Any, deadline_s: float) ->
     marks: list[float] = []
 
     def on_ready() -> None:
+        eventloop.freeze_startup_objects()  # the connections, kept to the end: no full collections over them
         marks.append(time.process_time())
         ready.set()
 
-    displays = asyncio.run(watch_all(urls, on_ready, deadline_s))
+    displays = eventloop.run(watch_all(urls, on_ready, deadline_s))
     cpu_s = time.process_time() - (marks[0] if marks else 0.0)
     Path(out).write_text(json.dumps({"displays": displays, "cpu_s": cpu_s}))
 
@@ -234,5 +237,5 @@ def display_process(urls: list[str], out: str, ready: Any, deadline_s: float) ->
 def probe_process(redis_url: str, out: str, ready: Any, stop: Any) -> None:
     """Child process: record every final on the live channels until ``stop`` (a multiprocessing Event)."""
     cpu0 = time.process_time()
-    seen = asyncio.run(probe_live(redis_url, ready.set, stop.is_set))
+    seen = eventloop.run(probe_live(redis_url, ready.set, stop.is_set))
     Path(out).write_text(json.dumps({"finals": seen, "cpu_s": time.process_time() - cpu0}))

@@ -26,6 +26,7 @@ from asr_worker.metrics import WorkerMetrics
 from asr_worker.session_runner import RunLimits, SessionRunner, track_options
 from asr_worker.transcriber import Transcriber
 from asr_worker.vad import SileroDetector, SpeechDetector
+from common import eventloop
 from common.errors import WspError
 from common.redis_conn import async_client, require_url
 from common.retry import backoff_s
@@ -119,6 +120,7 @@ class Worker:
             await _first_contact(leases, self.capacity, self.settings.redis_url or "")
             self.last_heartbeat = time.monotonic()
             log.info("worker %s: up, capacity %d", self.id, self.capacity)
+            eventloop.freeze_startup_objects()  # the model and the modules stay for life
             start = functools.partial(self._start_session, redis, leases, transcriber, detector)
             background = [
                 asyncio.create_task(self._heartbeat(leases)),

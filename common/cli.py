@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from common import eventloop
 from common.errors import ConfigError, WspError
 from common.logs import configure_logging
 from common.options import StreamingOptions
@@ -177,12 +178,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         if waiter.done() and not waiter.cancelled() and waiter.exception():
             raise waiter.exception()  # type: ignore[misc]
 
-    asyncio.run(run())
+    eventloop.run(run())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import asyncio
 
     from common.demo import run_demo
 
@@ -194,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.verbose:  # the captions are the output; service chatter would drown them
         settings = settings.model_copy(update={"log_level": "WARNING"})
-    summary = asyncio.run(run_demo(settings, path, options.language, tracks, args.chunk_ms))
+    summary = eventloop.run(run_demo(settings, path, options.language, tracks, args.chunk_ms))
     for track, figures in summary.items():
         shown = ", ".join(f"{k} {v}" for k, v in figures.items())
         print(f"{track}: {shown}", file=sys.stderr)

@@ -35,7 +35,7 @@ class EmbeddedRedis:
             serverconfig={
                 "port": str(port),
                 "bind": "127.0.0.1",
-                "save": "",
+                "save": '""',  # no snapshots: the config file needs the quotes
                 "appendonly": "yes" if persistent else "no",
                 **({"appendfsync": "always"} if persistent else {}),
             },

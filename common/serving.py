@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from common import eventloop
 from common.errors import ConfigError
 from common.logs import configure_logging
 from common.redis_conn import async_client, require_url
@@ -25,7 +25,7 @@ def run_service(name: str, make_config: ConfigFactory, args: argparse.Namespace,
     url = require_url(settings.redis_url)
     verbose = getattr(args, "verbose", False)
     configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
-    asyncio.run(serve(name, make_config, settings, url))
+    eventloop.run(serve(name, make_config, settings, url))
     return 0
 
 
@@ -42,6 +42,7 @@ async def serve(name: str, make_config: ConfigFactory, settings: Settings, redis
             raise ConfigError(f"cannot reach Redis at {redis_url}: {exc}") from exc
         config = make_config(settings, redis)
         log.info("%s on http://%s:%d, redis %s", name, config.host, config.port, redis_url)
+        eventloop.freeze_startup_objects()
         await uvicorn.Server(config).serve()
     finally:
         await redis.aclose()

@@ -63,6 +63,7 @@ def server_config(settings: Settings, redis: Any) -> Any:
         host=settings.host,
         port=settings.ingest_port,
         ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
+        ws_per_message_deflate=False,  # small frames: compressing costs CPU per display, saves little
         ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
         log_config=None,
         log_level=settings.log_level.lower(),

@@ -270,23 +270,22 @@ async def _pump(
     feed: DisplayFeed,
     metrics: PublisherMetrics,
 ) -> None:
-    delivered = metrics.captions_delivered
     async for event in replay(history, feed):
         await websocket.send_text(event.model_dump_json())
-        delivered.labels(event.type).inc()
+        metrics.delivered(event.type)
     while not feed.finished:
         live = await display.queue.get()
         if live.resync:  # the live subscription was made again: read what it may have missed
             async for event in replay(history, feed):
                 await websocket.send_text(event.model_dump_json())
-                delivered.labels(event.type).inc()
+                metrics.delivered(event.type)
             continue
         verdict = feed.live(live.event)
         if verdict is Verdict.SEND:
             await websocket.send_text(live.text)
-            delivered.labels(live.event.type).inc()
+            metrics.delivered(live.event.type)
         elif verdict is Verdict.GAP:
             metrics.gap_repairs.inc()
             for event in await catch_up(history, feed, live.event):
                 await websocket.send_text(event.model_dump_json())
-                delivered.labels(event.type).inc()
+                metrics.delivered(event.type)

@@ -34,6 +34,7 @@ def server_config(settings: Settings, redis: Any) -> Any:
         host=settings.host,
         port=settings.publisher_port,
         ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
+        ws_per_message_deflate=False,  # small frames: compressing costs CPU per display, saves little
         log_config=None,
         log_level=settings.log_level.lower(),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 from common.metrics import new_registry
@@ -23,6 +25,7 @@ class PublisherMetrics:
             ["type"],
             registry=self.registry,
         )
+        self._delivered_by_type: dict[str, Any] = {}
         self.displays_dropped = Counter(
             "wsp_publisher_displays_dropped",
             "Displays closed (4408) because they could not keep up with the live captions.",
@@ -33,3 +36,10 @@ class PublisherMetrics:
             "Live finals that arrived after a gap, which was filled from the caption stream first.",
             registry=self.registry,
         )
+
+    def delivered(self, kind: str) -> None:
+        """Count one caption event of type ``kind`` sent to a display (called for every send)."""
+        child = self._delivered_by_type.get(kind)
+        if child is None:
+            child = self._delivered_by_type[kind] = self.captions_delivered.labels(kind)
+        child.inc()
