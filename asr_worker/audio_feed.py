@@ -148,3 +148,29 @@ async def live_edge(redis: Redis, stream: str) -> AudioEntry | None:
         return None
     eid, fields = rows[0]
     return parse_or_skip(eid, fields)
+
+
+# KEYS[1] session hash, KEYS[2] audio stream; ARGV: newest entry id the reader has seen ("0-0": none), at.
+# Appends the end entry, as ingest does at the end of a stream, unless audio arrived meanwhile or the
+# audio has already ended. Returns 1 if it ended the audio.
+_END_QUIET = """
+local f = redis.call('HMGET', KEYS[1], 'record', 'status', 'audio_ended', 'samples')
+if not f[1] or f[2] == 'ended' or f[3] == '1' then return 0 end
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local seen = '0-0'
+if #newest > 0 then seen = newest[1][1] end
+if seen ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], '*', 'kind', 'end', 'sample0', f[4] or '0', 'at', ARGV[2], 'reason', 'idle')
+redis.call('HSET', KEYS[1], 'audio_ended', '1', 'audio_ended_at', ARGV[2], 'ended_reason', 'idle')
+return 1
+"""
+
+
+async def end_quiet_audio(redis: Redis, session_key: str, stream: str, seen: str, at: float) -> bool:
+    """End a session's audio on behalf of its silent sender, if nothing arrived after entry ``seen``.
+
+    Ingest then refuses more audio for it (the session has ended), and the end entry takes the usual way:
+    every track is flushed and the displays get ``end``.
+    """
+    script = redis.register_script(_END_QUIET)
+    return bool(await script(keys=[session_key, stream], args=[seen, repr(at)]))

@@ -27,6 +27,8 @@ then starts before the stretched word's end although it was never committed.
 """
 
 _NOT_TEXT = re.compile(r"[\W_]+", re.UNICODE)
+_WORD_ENDED = re.compile(r"[.,!?;:\"')\]]$")
+"""A word ending in punctuation is complete, whatever comes after it."""
 
 
 def _key(text: str) -> str:
@@ -61,10 +63,14 @@ class HypothesisBuffer:
             new = new[drop:]
         return new
 
-    def agree(self, new: list[Word], until: float = float("inf")) -> list[Word]:
+    def agree(
+        self, new: list[Word], until: float = float("inf"), last_until: float = float("inf")
+    ) -> list[Word]:
         """Commit the prefix of ``new`` that the previous hypothesis agrees with; remember the rest.
 
-        Words ending after ``until`` wait for a later step even when both hypotheses agree on them.
+        Words ending after ``until`` wait for a later step even when both hypotheses agree on them. In
+        spaced languages so does the last word of ``new`` when it ends after ``last_until`` without
+        punctuation: nothing was heard after it yet, so it may be the start of a longer word.
         """
         previous = "".join(_key(w.text) for w in self.pending)
         boundaries: set[int] = set()
@@ -81,9 +87,11 @@ class HypothesisBuffer:
 
         committed: list[Word] = []
         offset = 0
-        for w in new:
+        for i, w in enumerate(new):
             offset += len(_key(w.text))
             if offset > agreed or (self.spaced and offset not in boundaries) or w.end > until:
+                break
+            if self.spaced and i == len(new) - 1 and w.end > last_until and not _WORD_ENDED.search(w.text):
                 break
             committed.append(w)
         self.pending = new[len(committed) :]

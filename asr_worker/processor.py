@@ -211,7 +211,8 @@ class OnlineProcessor:
         self._segment_ends = [s.words[-1].end + offset for s in segments if s.words]
         new = self._hypothesis.insert(words)
         edge = self.received_s - self.options.edge_s  # the audio may have cut the last word short
-        committed = self._emit(self._hypothesis.agree(new, until=edge))
+        last_edge = self.received_s - self.options.last_word_edge_s
+        committed = self._emit(self._hypothesis.agree(new, until=edge, last_until=last_edge))
         if committed:
             log.debug("commit %s", join_words(committed[:MAX_WORDS_LOG], self.options.joiner))
         return committed

@@ -59,6 +59,8 @@ class RunLimits:
 
     max_lag_s: float = 8.0
     retention_s: float = 24 * 3600.0
+    idle_s: float = 7200.0
+    """A session whose audio has not moved for this long is ended (0: never)."""
 
 
 class SessionGone(WspError):
@@ -147,14 +149,28 @@ class SessionRunner:
         stream = keys.audio(self.sid)
         entries = await audio_feed.read_range(self.redis, stream, resume_from, READ_COUNT)
         cursor = resume_from if resume_from != audio_feed.FIRST_ENTRY else "0-0"
+        moved = time.monotonic()
         while not self._stopping.is_set():
             if entries:
-                cursor = entries[-1].id
+                cursor, moved = entries[-1].id, time.monotonic()
                 if await self._consume(entries):
                     await self._close()
                     return
+            elif self._limits.idle_s and time.monotonic() - moved > self._limits.idle_s:
+                await self._end_idle(stream, cursor)
+                moved = time.monotonic()
             entries = await audio_feed.read_after(self.redis, stream, cursor, READ_COUNT, READ_BLOCK_MS)
         log.info("session %s: stopped after the current step", self.sid, extra={"session": self.sid})
+
+    async def _end_idle(self, stream: str, seen: str) -> None:
+        """No audio for ``idle_s``: end the session's audio (the end entry then closes it as usual)."""
+        if await audio_feed.end_quiet_audio(self.redis, keys.session(self.sid), stream, seen, time.time()):
+            log.warning(
+                "session %s: no audio for %.0f s, ending it",
+                self.sid,
+                self._limits.idle_s,
+                extra={"session": self.sid},
+            )
 
     # -- setup ----------------------------------------------------------------------------------
     async def _load_record(self) -> SessionRecord:

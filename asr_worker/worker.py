@@ -194,7 +194,9 @@ class Worker:
         lease: Lease,
     ) -> None:
         options_for = functools.partial(track_options, vad=self._vad)
-        limits = RunLimits(self.settings.max_lag_s, self.settings.session_retention_s)
+        limits = RunLimits(
+            self.settings.max_lag_s, self.settings.session_retention_s, self.settings.session_idle_s
+        )
         runner = SessionRunner(
             redis,
             lease,

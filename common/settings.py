@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest audio one session may send; beyond it audio is refused.",
     )
+    session_idle_s: float = Field(
+        default=7200.0,
+        ge=0,
+        description="A session whose audio has not moved for this long is ended by its worker, which "
+        "frees its place (abandoned test sessions, a closed microphone page); 0 never ends one.",
+    )
     max_lag_s: float = Field(
         default=8.0, gt=0, description="A worker further behind real time skips ahead to the live audio."
     )

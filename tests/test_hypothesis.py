@@ -84,3 +84,33 @@ def test_agreed_words_at_the_very_end_of_the_audio_wait_for_more() -> None:
     assert [w.text for w in hyp.agree(hyp.insert(words("and", "there")), until=0.8)] == ["and"]
     assert [w.text for w in hyp.pending] == ["there"]
     assert [w.text for w in hyp.agree(hyp.insert(words("and", "therefore")))] == []
+
+
+def test_the_last_word_heard_waits_until_audio_follows_it() -> None:
+    # Two steps both end on "letter" (the audio stopped inside "letterpress"): it is held, not shown
+    # as a word, until something is heard after it.
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("the", "letter")))
+    held = hyp.agree(hyp.insert(words("the", "letter")), last_until=0.8)
+    assert [w.text for w in held] == ["the"]
+    assert [w.text for w in hyp.agree(hyp.insert(words("letterpress", "was", start=0.5)))] == []
+    again = hyp.agree(hyp.insert(words("letterpress", "was", start=0.5)), last_until=1.2)
+    assert [w.text for w in again] == ["letterpress"]
+
+
+def test_a_last_word_ended_by_punctuation_or_followed_by_enough_audio_is_committed() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("the", "end.")))
+    assert [w.text for w in hyp.agree(hyp.insert(words("the", "end.")), last_until=0.0)] == ["the", "end."]
+    hyp = HypothesisBuffer(spaced=True)
+    hyp.agree(hyp.insert(words("the", "end")))
+    assert [w.text for w in hyp.agree(hyp.insert(words("the", "end")), last_until=1.0)] == ["the", "end"]
+
+
+def test_japanese_pieces_are_not_held_as_possible_half_words() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("こんばんは", "本日")))
+    assert [w.text for w in hyp.agree(hyp.insert(words("こんばんは", "本日")), last_until=0.0)] == [
+        "こんばんは",
+        "本日",
+    ]

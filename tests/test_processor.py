@@ -164,3 +164,14 @@ def test_resuming_from_serialised_state_equals_an_uninterrupted_run(cut_after_st
     rest, _ = drive(resumed, state.received_sample, None)
     assert rest
     assert first + rest == whole
+
+
+def test_english_speech_keeps_longer_buffers_than_japanese_unless_told_otherwise() -> None:
+    en, ja = StreamingOptions(language="en"), StreamingOptions(language="ja")
+    assert (en.trim_s, en.segment_trim_s, en.max_buffer_s) == (14.0, 18.0, 24.0)
+    assert (ja.trim_s, ja.segment_trim_s, ja.max_buffer_s) == (6.0, 10.0, 16.0)
+    # Japanese speech translated into English is still Japanese audio: its step cost decides.
+    assert StreamingOptions(language="ja", task="translate").max_buffer_s == 16.0
+    assert StreamingOptions(language="en", trim_s=4).trim_s == 4.0
+    again = StreamingOptions.model_validate_json(StreamingOptions(language="en", trim_s=4).model_dump_json())
+    assert (again.trim_s, again.max_buffer_s) == (4.0, 24.0)

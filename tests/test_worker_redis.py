@@ -337,3 +337,36 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
     assert [e.seq for e in finals] == list(range(1, len(finals) + 1))
     assert [e.type for e in events][-1] == "end"
     assert took_s < ttl_s / 2
+
+
+def test_sessions_whose_audio_stops_are_ended_after_the_idle_time_and_free_their_place(
+    redis_url: str,
+) -> None:
+    from ingest.store import SessionClosed, SessionStore
+
+    async def scenario() -> list[CaptionEvent]:
+        redis = Redis.from_url(redis_url)
+        talk, abandoned = "worker-idle-talk", "worker-idle-never"
+        quick = settings(redis_url, "w-idle").model_copy(update={"session_idle_s": 1.5})
+        one = Worker(quick, lambda _: BilingualScript(), vad=False)
+        task = asyncio.create_task(one.run())
+        store = SessionStore(redis)
+        chunk = float_to_pcm16(np.zeros(int(CHUNK_S * SAMPLE_RATE), dtype=np.float32))
+        try:
+            await create_session(redis, talk)
+            await create_session(redis, abandoned)  # created, never streamed
+            await store.start(talk, "microphone")
+            for _ in range(int(BilingualScript().audio_s() / CHUNK_S) + 1):  # then silence: no end
+                await store.append(talk, "microphone", chunk, maxlen=10_000)
+            for sid in (talk, abandoned):
+                await wait_until(lambda sid=sid: ended(redis, sid), timeout_s=30)  # type: ignore[misc]
+                assert await redis.zscore(keys.sessions_active(), sid) is None
+            with pytest.raises(SessionClosed):
+                await store.append(talk, "microphone", chunk, maxlen=10_000)
+            assert [e.type for e in await captions(redis, abandoned)] == ["end", "end"]
+            return await captions(redis, talk)
+        finally:
+            await stop(one, task)
+            await redis.aclose()
+
+    assert_complete(asyncio.run(scenario()))  # every word said before the silence was captioned
