@@ -242,7 +242,7 @@ async def _serve(
             _check_length(samples + frame_samples, limits)
             smallest_frame = min(smallest_frame or frame_samples, frame_samples)
             maxlen = stream_maxlen(limits.audio_stream_max_s, smallest_frame)
-            samples = await store.append(sid, writer, pcm, maxlen) + frame_samples
+            samples = await store.append(sid, writer, pcm, maxlen, at_sample=samples) + frame_samples
             metrics.audio_frames.inc()
             metrics.audio_bytes.inc(len(pcm))
         except SessionMissing as exc:

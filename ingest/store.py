@@ -64,14 +64,21 @@ if f[2] ~= 'streaming' then redis.call('HSET', KEYS[1], 'status', 'streaming') e
 return {'ok', tonumber(f[4] or '0')}
 """
 
-# KEYS[1] session hash, KEYS[2] audio stream; ARGV: writer, samples in chunk, pcm, at, maxlen.
-# Returns {verdict, sample0 of the chunk}.
+# KEYS[1] session hash, KEYS[2] audio stream; ARGV: writer, samples in chunk, pcm, at, maxlen, and the
+# sample0 the writer expects ("" when it does not say). Returns {verdict, sample0 of the chunk}.
+# A writer that says where its chunk starts makes the append idempotent: when the counter already stands
+# one chunk further, this very chunk was appended and only the reply was lost (a client library retrying
+# after a dropped connection), so nothing is appended twice.
 _APPEND = """
 local f = redis.call('HMGET', KEYS[1], 'record', 'status', 'audio_ended', 'writer', 'samples')
 if not f[1] then return {'missing', 0} end
 if f[2] == 'ended' or f[3] == '1' then return {'ended', 0} end
 if f[4] ~= ARGV[1] then return {'replaced', 0} end
 local sample0 = f[5] or '0'
+if ARGV[6] ~= '' and tonumber(sample0) ~= tonumber(ARGV[6]) then
+  if tonumber(sample0) == tonumber(ARGV[6]) + tonumber(ARGV[2]) then return {'ok', tonumber(ARGV[6])} end
+  return {'out_of_step', tonumber(sample0)}
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
   'kind', 'audio', 'sample0', sample0, 'pcm', ARGV[3], 'at', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'samples', ARGV[2])
@@ -82,6 +89,7 @@ return {'ok', tonumber(sample0)}
 _END = """
 local f = redis.call('HMGET', KEYS[1], 'record', 'status', 'audio_ended', 'writer', 'samples')
 if not f[1] then return {'missing', 0} end
+if f[3] == '1' and f[4] == ARGV[1] then return {'ok', tonumber(f[5] or '0')} end
 if f[2] == 'ended' or f[3] == '1' then return {'ended', 0} end
 if f[4] ~= ARGV[1] then return {'replaced', 0} end
 local samples = f[5] or '0'
@@ -119,6 +127,10 @@ def _verdict(reply: Any, sid: str) -> int:
         raise SessionClosed(f"the audio of session {sid!r} has already ended; create a new session")
     if verdict == "replaced":
         raise WriterReplaced(f"another connection is now streaming the audio of session {sid!r}")
+    if verdict == "out_of_step":
+        raise WriterReplaced(
+            f"the audio of session {sid!r} is at sample {number}, not where this connection was"
+        )
     return number
 
 
@@ -191,12 +203,19 @@ class SessionStore:
         reply = await self._start(keys=[keys.session(sid)], args=[writer])
         return _verdict(reply, sid)
 
-    async def append(self, sid: str, writer: str, pcm: bytes, maxlen: int) -> int:
-        """Append one chunk of PCM; returns the absolute index of its first sample."""
+    async def append(
+        self, sid: str, writer: str, pcm: bytes, maxlen: int, at_sample: int | None = None
+    ) -> int:
+        """Append one chunk of PCM; returns the absolute index of its first sample.
+
+        ``at_sample``: where the writer knows the chunk starts. Given, the append is idempotent: sent twice
+        (a retry after a lost reply), the chunk is stored once.
+        """
         samples = len(pcm) // BYTES_PER_SAMPLE
+        expected = "" if at_sample is None else str(at_sample)
         reply = await self._append(
             keys=[keys.session(sid), keys.audio(sid)],
-            args=[writer, samples, pcm, repr(time.time()), maxlen],
+            args=[writer, samples, pcm, repr(time.time()), maxlen, expected],
         )
         return _verdict(reply, sid)
 

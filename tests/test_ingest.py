@@ -361,3 +361,39 @@ def test_simulator_pushes_a_file_like_a_client(base: str, db: redis.Redis) -> No
     assert b"".join(e.get("pcm", b"") for e in entries) == pcm
     assert [int(e["sample0"]) for e in entries] == [i * 1600 for i in range(11)]
     assert entries[-1]["kind"] == b"end"
+
+
+def test_a_chunk_or_end_sent_again_after_a_lost_reply_is_stored_once(
+    redis_url: str, http: httpx.Client, db: redis.Redis
+) -> None:
+    # A client library that loses the reply of an append retries it: the retry must not store it twice.
+    from redis.asyncio import Redis as AsyncRedis
+
+    from ingest.store import SessionStore
+
+    sid = new_session(http)
+    chunk = bytes(3200)
+
+    async def scenario() -> tuple[list[int], int, int]:
+        client = AsyncRedis.from_url(redis_url)
+        try:
+            store = SessionStore(client)
+            await store.start(sid, "mic")
+            firsts = [
+                await store.append(sid, "mic", chunk, 100, at_sample=0),
+                await store.append(sid, "mic", chunk, 100, at_sample=0),  # the retry
+                await store.append(sid, "mic", chunk, 100, at_sample=1600),
+            ]
+            return firsts, await store.end(sid, "mic"), await store.end(sid, "mic")
+        finally:
+            await client.aclose()
+
+    firsts, total, again = asyncio.run(scenario())
+    assert firsts == [0, 0, 1600]
+    assert total == again == 3200
+    entries: Any = db.xrange(keys.audio(sid))
+    assert [(e[b"kind"], e[b"sample0"]) for _, e in entries] == [
+        (b"audio", b"0"),
+        (b"audio", b"1600"),
+        (b"end", b"3200"),
+    ]
