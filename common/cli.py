@@ -183,7 +183,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-
     from common.demo import run_demo
 
     options = _options(args)  # validates language and task early

@@ -19,6 +19,26 @@ ConfigFactory = Callable[[Settings, Any], Any]
 """``(settings, redis client) -> uvicorn.Config`` of one service."""
 
 
+def uvicorn_config(app: Any, settings: Settings, port: int, **extra: Any) -> Any:
+    """How every HTTP service of the pipeline is served: its WebSockets, its logging, ``extra`` on top."""
+    import uvicorn
+
+    from common.ws_protocol import WebSocketProtocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
+        # Caption frames are small and PCM barely compresses: deflating costs CPU on every message
+        # (once per display for a caption) and saves little.
+        ws_per_message_deflate=False,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        **extra,
+    )
+
+
 def run_service(name: str, make_config: ConfigFactory, args: argparse.Namespace, **overrides: object) -> int:
     """Build settings, configure logging, serve until a signal stops it."""
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from common.errors import ConfigError
-from common.serving import run_service
+from common.serving import run_service, uvicorn_config
 from common.settings import Settings
 
 WS_MAX_SIZE_FLOOR = 1 << 20
@@ -53,18 +53,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the ingest service (also used by ``wsp up``)."""
-    import uvicorn
-
-    from common.ws_protocol import WebSocketProtocol
     from ingest.app import create_app
 
-    return uvicorn.Config(
+    return uvicorn_config(
         create_app(settings, redis),
-        host=settings.host,
-        port=settings.ingest_port,
-        ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
-        ws_per_message_deflate=False,  # small frames: compressing costs CPU per display, saves little
+        settings,
+        settings.ingest_port,
         ws_max_size=max(WS_MAX_SIZE_FLOOR, 4 * settings.max_frame_bytes),
-        log_config=None,
-        log_level=settings.log_level.lower(),
     )

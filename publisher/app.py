@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 
 from common import auth, keys
 from common.metrics import metrics_response
-from common.schemas import SessionRecord
+from common.schemas import CaptionEvent, SessionRecord
 from common.settings import Settings
 from publisher.export import build_cues, rules_for, to_srt, to_vtt
 from publisher.hub import CaptionHub, Display
@@ -270,22 +270,24 @@ async def _pump(
     feed: DisplayFeed,
     metrics: PublisherMetrics,
 ) -> None:
-    async for event in replay(history, feed):
-        await websocket.send_text(event.model_dump_json())
+    async def send(event: CaptionEvent, text: str | None = None) -> None:
+        await websocket.send_text(event.model_dump_json() if text is None else text)
         metrics.delivered(event.type)
+
+    async def send_missed() -> None:
+        async for event in replay(history, feed):
+            await send(event)
+
+    await send_missed()
     while not feed.finished:
         live = await display.queue.get()
         if live.resync:  # the live subscription was made again: read what it may have missed
-            async for event in replay(history, feed):
-                await websocket.send_text(event.model_dump_json())
-                metrics.delivered(event.type)
+            await send_missed()
             continue
         verdict = feed.live(live.event)
         if verdict is Verdict.SEND:
-            await websocket.send_text(live.text)
-            metrics.delivered(live.event.type)
+            await send(live.event, live.text)
         elif verdict is Verdict.GAP:
             metrics.gap_repairs.inc()
             for event in await catch_up(history, feed, live.event):
-                await websocket.send_text(event.model_dump_json())
-                metrics.delivered(event.type)
+                await send(event)

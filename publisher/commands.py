@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common.serving import run_service
+from common.serving import run_service, uvicorn_config
 from common.settings import Settings
 
 
@@ -24,17 +24,6 @@ def cmd_publisher(args: argparse.Namespace) -> int:
 
 def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the publisher (also used by ``wsp up``)."""
-    import uvicorn
-
-    from common.ws_protocol import WebSocketProtocol
     from publisher.app import create_app
 
-    return uvicorn.Config(
-        create_app(settings, redis),
-        host=settings.host,
-        port=settings.publisher_port,
-        ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
-        ws_per_message_deflate=False,  # small frames: compressing costs CPU per display, saves little
-        log_config=None,
-        log_level=settings.log_level.lower(),
-    )
+    return uvicorn_config(create_app(settings, redis), settings, settings.publisher_port)
