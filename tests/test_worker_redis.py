@@ -63,12 +63,14 @@ def worker(url: str, worker_id: str, ttl_s: float = 1.0) -> Worker:
     return Worker(settings(url, worker_id, ttl_s), lambda _: BilingualScript(), vad=False)
 
 
-async def create_session(redis: Redis, sid: str) -> None:
-    """What ingest writes when a session is created."""
+async def create_session(
+    redis: Redis, sid: str, language: str = "ja", tracks: list[TrackSpec] | None = None
+) -> None:
+    """What ingest writes when a session is created (by default Japanese with an English translation)."""
     record = SessionRecord(
         id=sid,
-        language="ja",
-        tracks=[TrackSpec(name="ja"), TrackSpec(name="en", task="translate")],
+        language=language,
+        tracks=tracks or [TrackSpec(name="ja"), TrackSpec(name="en", task="translate")],
         created_at=time.time(),
     )
     await redis.hset(
@@ -214,17 +216,19 @@ async def _no_lease(redis: Redis, sid: str) -> bool:
     return not await redis.exists(keys.lease(sid))
 
 
-def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) -> None:
-    """Two `wsp worker` processes with the scripted engine: the first is killed mid-session."""
+EN_TIMELINE = ScriptedTranscriber.from_text(EN_TEXT)
+
+
+def worker_spawner(redis_url: str, tmp_path: Path, ttl_s: float) -> Callable[[str], subprocess.Popen[bytes]]:
+    """Starts `wsp worker --id ID` processes on the scripted English engine; each logs to tmp_path/ID.log."""
     script = tmp_path / "script.json"
-    timeline = ScriptedTranscriber.from_text(EN_TEXT)
-    write_script(script, timeline)
+    write_script(script, EN_TIMELINE)
     env = {
         **os.environ,
         "WSP_REDIS_URL": redis_url,
         "WSP_ENGINE": "scripted",
         "WSP_SCRIPT_FILE": str(script),
-        "WSP_LEASE_TTL_S": "1.0",
+        "WSP_LEASE_TTL_S": str(ttl_s),
     }
 
     def spawn(worker_id: str) -> subprocess.Popen[bytes]:
@@ -232,20 +236,29 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
         with (tmp_path / f"{worker_id}.log").open("wb") as log:
             return subprocess.Popen(command, env=env, stderr=log)
 
+    return spawn
+
+
+def assert_english_complete(events: list[CaptionEvent]) -> None:
+    """Every scripted English word once, in order, seqs 1..N, the end last."""
+    finals = [e for e in events if e.type == "final"]
+    assert " ".join(e.text for e in finals) == " ".join(EN_TEXT.split())
+    assert [e.seq for e in finals] == list(range(1, len(finals) + 1))
+    assert [e.type for e in events][-1] == "end"
+
+
+def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) -> None:
+    """Two `wsp worker` processes with the scripted engine: the first is killed mid-session."""
+    spawn = worker_spawner(redis_url, tmp_path, ttl_s=1.0)
+
     async def scenario() -> list[CaptionEvent]:
         redis = Redis.from_url(redis_url)
         sid = "worker-sigkill"
         first = spawn("proc-first")
         second: subprocess.Popen[bytes] | None = None
         try:
-            record = SessionRecord(
-                id=sid, language="en", tracks=[TrackSpec(name="en")], created_at=time.time()
-            )
-            await redis.hset(
-                keys.session(sid), mapping={"record": record.model_dump_json(), "status": "open"}
-            )
-            await redis.zadd(keys.sessions_active(), {sid: record.created_at})
-            total_s = timeline[-1].end + 1.0
+            await create_session(redis, sid, "en", [TrackSpec(name="en")])
+            total_s = EN_TIMELINE[-1].end + 1.0
             writer = asyncio.create_task(stream_audio(redis, sid, total_s, pace_s=0.1))
             await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
             first.kill()
@@ -268,10 +281,7 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
             await redis.aclose()
 
     events = asyncio.run(scenario())
-    finals = [e for e in events if e.type == "final"]
-    assert " ".join(e.text for e in finals) == " ".join(EN_TEXT.split())
-    assert [e.seq for e in finals] == list(range(1, len(finals) + 1))
-    assert [e.type for e in events][-1] == "end"
+    assert_english_complete(events)
 
 
 async def epoch(redis: Redis, sid: str) -> int:
@@ -283,22 +293,8 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
     redis_url: str, tmp_path: Path
 ) -> None:
     """SIGTERM drains: the lease is released, so another `wsp worker` resumes long before the lease TTL."""
-    script = tmp_path / "script.json"
-    timeline = ScriptedTranscriber.from_text(EN_TEXT)
-    write_script(script, timeline)
     ttl_s = 30.0
-    env = {
-        **os.environ,
-        "WSP_REDIS_URL": redis_url,
-        "WSP_ENGINE": "scripted",
-        "WSP_SCRIPT_FILE": str(script),
-        "WSP_LEASE_TTL_S": str(ttl_s),
-    }
-
-    def spawn(worker_id: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "common.cli", "worker", "--id", worker_id]
-        with (tmp_path / f"{worker_id}.log").open("wb") as log:
-            return subprocess.Popen(command, env=env, stderr=log)
+    spawn = worker_spawner(redis_url, tmp_path, ttl_s)
 
     async def scenario() -> tuple[list[CaptionEvent], float]:
         redis = Redis.from_url(redis_url)
@@ -306,14 +302,8 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
         first = spawn("term-first")
         second: subprocess.Popen[bytes] | None = None
         try:
-            record = SessionRecord(
-                id=sid, language="en", tracks=[TrackSpec(name="en")], created_at=time.time()
-            )
-            await redis.hset(
-                keys.session(sid), mapping={"record": record.model_dump_json(), "status": "open"}
-            )
-            await redis.zadd(keys.sessions_active(), {sid: record.created_at})
-            writer = asyncio.create_task(stream_audio(redis, sid, timeline[-1].end + 1.0, pace_s=0.1))
+            await create_session(redis, sid, "en", [TrackSpec(name="en")])
+            writer = asyncio.create_task(stream_audio(redis, sid, EN_TIMELINE[-1].end + 1.0, pace_s=0.1))
             await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
             second = spawn("term-second")
             first.send_signal(signal.SIGTERM)
@@ -332,10 +322,7 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
             await redis.aclose()
 
     events, took_s = asyncio.run(scenario())
-    finals = [e for e in events if e.type == "final"]
-    assert " ".join(e.text for e in finals) == " ".join(EN_TEXT.split())
-    assert [e.seq for e in finals] == list(range(1, len(finals) + 1))
-    assert [e.type for e in events][-1] == "end"
+    assert_english_complete(events)
     assert took_s < ttl_s / 2
 
 
