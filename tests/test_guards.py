@@ -133,22 +133,7 @@ def en_text(segments: list[Segment], history: tuple[Word, ...] = ()) -> str:
 
 def test_a_sentence_said_again_at_the_end_of_a_buffer_is_cut() -> None:
     # Whisper repeats the last sentence when the buffer ends; the repeat must never be committed.
-    said = segment(
-        "And",
-        "it",
-        "is",
-        "worth",
-        "mentioning",
-        "in",
-        "passing.",
-        "And",
-        "it",
-        "is",
-        "worth",
-        "mentioning",
-        "in",
-        "passing.",
-    )
+    said = segment(*["And", "it", "is", "worth", "mentioning", "in", "passing."] * 2)
     assert en_text([said]) == "And it is worth mentioning in passing."
 
 

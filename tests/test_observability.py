@@ -155,25 +155,16 @@ def test_readyz_says_503_when_redis_is_down_and_the_probe_exits_1(
 def test_probe_of_a_service_that_is_not_there_exits_1_in_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
     env["WSP_INGEST_PORT"] = str(free_port())
-    done = subprocess.run(
-        [sys.executable, "-m", "common.cli", "check", "ingest"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def check(service: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "common.cli", "check", service]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    done = check("ingest")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "unreachable" in done.stderr
     env["WSP_LEASE_TTL_S"] = "nonsense"  # a bad setting is unhealthy too (Docker reserves exit code 2)
-    done = subprocess.run(
-        [sys.executable, "-m", "common.cli", "check", "publisher"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = check("publisher")
     assert done.returncode == 1 and "WSP_LEASE_TTL_S" in done.stderr
 
 
