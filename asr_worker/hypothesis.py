@@ -9,6 +9,7 @@ inside the agreed prefix may be committed, since display joins pieces without sp
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from asr_worker.words import Word
@@ -40,6 +41,36 @@ def _loose(text: str) -> str:
     return _NOT_TEXT.sub("", text).casefold()
 
 
+def _after_text(words: list[Word], said: str) -> list[Word] | None:
+    """``words`` without their first ``said`` (whitespace aside); None when they do not begin with it."""
+    out: list[Word] = []
+    left = said
+    for w in words:
+        key = _key(w.text)
+        if not left:
+            out.append(w)
+        elif left.startswith(key):
+            left = left[len(key) :]
+        elif key.startswith(left):
+            out.append(Word(w.start, w.end, _drop_chars(w.text, len(left))))
+            left = ""
+        else:
+            return None
+    if left:
+        return None
+    return [w for w in out if _key(w.text)]
+
+
+def _drop_chars(text: str, count: int) -> str:
+    """``text`` without its first ``count`` characters, whitespace not counted."""
+    seen = 0
+    for i, ch in enumerate(text):
+        seen += not ch.isspace()
+        if seen >= count:
+            return text[i + 1 :]
+    return ""
+
+
 @dataclass
 class HypothesisBuffer:
     """The uncommitted part of the last hypothesis and what is needed to compare the next one."""
@@ -49,8 +80,18 @@ class HypothesisBuffer:
     pending: list[Word] = field(default_factory=list)
     recent: list[Word] = field(default_factory=list)
 
-    def insert(self, words: list[Word]) -> list[Word]:
-        """Take a new hypothesis (absolute times); return it without what is already committed."""
+    def insert(self, words: list[Word], restated: Sequence[Word] = ()) -> list[Word]:
+        """Take a new hypothesis (absolute times); return it without what is already committed.
+
+        ``restated`` is the committed text the hypothesis's audio holds. In unspaced languages, a
+        hypothesis that begins with exactly that text is cut right after it, inside a piece if need be:
+        the pieces of one word (プロ|グラム, プログ|ラム) differ from step to step, and cutting by time
+        would let the next two hypotheses begin differently and never agree.
+        """
+        if not self.spaced and restated:
+            after = _after_text(words, "".join(_key(w.text) for w in restated))
+            if after is not None:
+                return after
         floor = self.last_committed_end - MIDPOINT_SLACK_S
         new = [w for w in words if (w.start + w.end) / 2 > floor and _key(w.text)]
         if new and self.recent and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S:

@@ -209,7 +209,7 @@ class OnlineProcessor:
         segments = guards.clean(heard, self.options, history=before)
         words = [w.shifted(offset) for s in segments for w in s.words]
         self._segment_ends = [s.words[-1].end + offset for s in segments if s.words]
-        new = self._hypothesis.insert(words)
+        new = self._hypothesis.insert(words, restated=self._in_buffer)
         edge = self.received_s - self.options.edge_s  # the audio may have cut the last word short
         last_edge = self.received_s - self.options.last_word_edge_s
         committed = self._emit(self._hypothesis.agree(new, until=edge, last_until=last_edge))

@@ -114,3 +114,23 @@ def test_japanese_pieces_are_not_held_as_possible_half_words() -> None:
         "こんばんは",
         "本日",
     ]
+
+
+def test_japanese_hypotheses_restating_the_committed_text_are_cut_after_it_whatever_their_pieces() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("本日の", "プログ", "ラム")))
+    committed = hyp.agree(hyp.insert(words("本日の", "プログ", "ラムは")), until=1.2)
+    assert "".join(w.text for w in committed) == "本日のプログ"  # committed in the middle of a word
+    # The next hypotheses split the word differently; each continues with the same text, so they agree.
+    again = hyp.insert(words("本日の", "プロ", "グラムは", "第"), restated=committed)
+    assert "".join(w.text for w in again) == "ラムは第"
+    assert "".join(w.text for w in hyp.agree(again)) == "ラムは"
+    again = hyp.insert(words("本日", "のプロ", "グ", "ラムは", "第一"), restated=committed)
+    assert "".join(w.text for w in again) == "ラムは第一"
+
+
+def test_a_hypothesis_that_changed_the_committed_text_falls_back_to_times() -> None:
+    hyp = HypothesisBuffer(spaced=False, last_committed_end=1.0)
+    committed = words("本日の", "プロ")
+    again = hyp.insert(words("本日は", "プロ", "グラム", "です"), restated=committed)
+    assert [w.text for w in again] == ["グラム", "です"]
