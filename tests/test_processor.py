@@ -113,6 +113,18 @@ def test_finish_flushes_the_unstable_tail(en: StreamingOptions) -> None:
     assert flushed.partial == []
 
 
+def test_finish_keeps_the_tail_when_the_last_decode_stops_short(en: StreamingOptions) -> None:
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text("a transition between Gothic and Roman"))
+    processor = OnlineProcessor(engine, en)
+    processor.insert_audio(silence(3.5))
+    heard = ["a", "transition", "between", "Gothic", "and"]
+    assert [w.text for w in processor.process_iter().partial] == heard
+    engine.timeline = engine.timeline[:3]  # the last decode ends after "between"
+    processor.insert_audio(silence(0.5))
+    flushed = processor.finish()
+    assert [w.text for w in flushed.committed] == heard
+
+
 def test_a_hard_bound_keeps_the_buffer_short_without_any_sentence_end() -> None:
     options = StreamingOptions(language="en", vad=False, trim_s=2, segment_trim_s=3, max_buffer_s=4)
     text = " ".join(f"w{i}" for i in range(60))
