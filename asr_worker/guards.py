@@ -142,7 +142,9 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
         cut = min(cuts)
         words = words[:cut]
         looped = cut < len(segment.words)
-        ratio = compression_ratio("".join(w.text for w in words)) if looped else segment.compression_ratio
+        # The segment's own text: Whisper scores the whole window, so one looping segment would
+        # condemn the good segments decoded with it.
+        ratio = compression_ratio(options.joiner.join(w.text for w in words))
         made_up = looped and segment.no_speech_prob > options.loop_no_speech_threshold
         if words and ratio <= options.compression_ratio_threshold and not made_up:
             kept.append(
@@ -152,7 +154,7 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
                     tuple(words),
                     segment.no_speech_prob,
                     segment.avg_logprob,
-                    min(ratio, segment.compression_ratio),
+                    ratio,
                 )
             )
             keys += [normalise(w.text) for w in words if normalise(w.text)]

@@ -41,10 +41,19 @@ def _loose(text: str) -> str:
     return _NOT_TEXT.sub("", text).casefold()
 
 
-def _after_text(words: list[Word], said: str) -> list[Word] | None:
-    """``words`` without their first ``said`` (whitespace aside); None when they do not begin with it."""
+def _after_words(words: list[Word], restated: Sequence[Word]) -> list[Word] | None:
+    """``words`` without the first ones, which say ``restated`` (case and punctuation aside); else None."""
+    said = [key for key in (_loose(w.text) for w in restated) if key]
+    heard = [w for w in words if _loose(w.text)]
+    if [_loose(w.text) for w in heard[: len(said)]] != said:
+        return None
+    return heard[len(said) :]
+
+
+def _after_text(words: list[Word], restated: Sequence[Word]) -> list[Word] | None:
+    """``words`` without their first characters, which say ``restated`` (whitespace aside); else None."""
     out: list[Word] = []
-    left = said
+    left = "".join(_key(w.text) for w in restated)
     for w in words:
         key = _key(w.text)
         if not left:
@@ -83,13 +92,15 @@ class HypothesisBuffer:
     def insert(self, words: list[Word], restated: Sequence[Word] = ()) -> list[Word]:
         """Take a new hypothesis (absolute times); return it without what is already committed.
 
-        ``restated`` is the committed text the hypothesis's audio holds. In unspaced languages, a
-        hypothesis that begins with exactly that text is cut right after it, inside a piece if need be:
-        the pieces of one word (プロ|グラム, プログ|ラム) differ from step to step, and cutting by time
-        would let the next two hypotheses begin differently and never agree.
+        ``restated`` is the committed text the hypothesis's audio holds. A hypothesis that begins with
+        exactly that text is cut right after it, whatever its times say: a word stretched over the pause
+        after it would otherwise hide the words that follow. In unspaced languages the cut may fall
+        inside a piece: the pieces of one word (プロ|グラム, プログ|ラム) differ from step to step, and
+        cutting by time would let the next two hypotheses begin differently and never agree. Otherwise
+        words are judged by their times.
         """
-        if not self.spaced and restated:
-            after = _after_text(words, "".join(_key(w.text) for w in restated))
+        if restated:
+            after = _after_words(words, restated) if self.spaced else _after_text(words, restated)
             if after is not None:
                 return after
         floor = self.last_committed_end - MIDPOINT_SLACK_S

@@ -134,3 +134,17 @@ def test_a_hypothesis_that_changed_the_committed_text_falls_back_to_times() -> N
     committed = words("本日の", "プロ")
     again = hyp.insert(words("本日は", "プロ", "グラム", "です"), restated=committed)
     assert [w.text for w in again] == ["グラム", "です"]
+
+
+def test_words_after_a_stretched_committed_word_are_kept_when_the_hypothesis_restates_it() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    stretched = [Word(0.0, 0.4, "The"), Word(0.4, 3.0, "Middle")]  # "Middle" runs over the next words
+    hyp.agree(stretched)
+    assert hyp.agree(stretched) == stretched and hyp.last_committed_end == 3.0
+    heard = [
+        Word(0.0, 0.4, "the"),
+        Word(0.4, 0.8, "Middle,"),
+        *words("Ages", "brought", "calligraphy", start=0.9),
+    ]
+    assert [w.text for w in hyp.insert(heard, restated=stretched)] == ["Ages", "brought", "calligraphy"]
+    assert [w.text for w in hyp.insert(heard)] == []  # by their times they were all heard before
