@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from asr_worker.words import Word
 
@@ -39,6 +40,18 @@ def _key(text: str) -> str:
 def _loose(text: str) -> str:
     """For spotting committed words heard again: case and punctuation do not matter."""
     return _NOT_TEXT.sub("", text).casefold()
+
+
+RESPELLED_MIN_CHARS = 6
+RESPELLED_SIMILARITY = 0.7
+
+
+def _respelled(heard: str, committed: str) -> bool:
+    """True when ``heard`` is a long word that differs from ``committed`` only in its spelling."""
+    a, b = _loose(heard), _loose(committed)
+    if a == b or min(len(a), len(b)) < RESPELLED_MIN_CHARS:
+        return False
+    return SequenceMatcher(None, a, b).ratio() >= RESPELLED_SIMILARITY
 
 
 def _after_words(words: list[Word], restated: Sequence[Word]) -> list[Word] | None:
@@ -113,6 +126,9 @@ class HypothesisBuffer:
                 if head and tail.endswith(head):
                     drop = n
             new = new[drop:]
+            again = new and new[0].start < self.last_committed_end
+            if not drop and self.spaced and again and _respelled(new[0].text, self.recent[-1].text):
+                new = new[1:]  # the last committed word heard again, spelled another way (a name)
         return new
 
     def agree(

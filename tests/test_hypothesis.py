@@ -148,3 +148,14 @@ def test_words_after_a_stretched_committed_word_are_kept_when_the_hypothesis_res
     ]
     assert [w.text for w in hyp.insert(heard, restated=stretched)] == ["Ages", "brought", "calligraphy"]
     assert [w.text for w in hyp.insert(heard)] == []  # by their times they were all heard before
+
+
+def test_the_last_committed_name_heard_again_in_another_spelling_is_dropped() -> None:
+    hyp = HypothesisBuffer(spaced=True)
+    said = [Word(0.0, 0.5, "1465,"), Word(0.5, 1.2, "Suéneheim")]
+    hyp.agree(said)
+    hyp.agree(said)
+    again = hyp.insert([Word(1.0, 1.6, "Swayneheim"), Word(1.6, 1.8, "and"), Word(1.8, 2.4, "Panartes")])
+    assert [w.text for w in again] == ["and", "Panartes"]
+    after = hyp.insert([Word(1.2, 1.9, "Swayneheim"), Word(1.9, 2.1, "and")])  # after it: a new word
+    assert [w.text for w in after] == ["Swayneheim", "and"]
