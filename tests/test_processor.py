@@ -65,8 +65,9 @@ def test_words_are_committed_within_a_few_steps_of_being_spoken(en: StreamingOpt
     engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
     _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
     delays = [c.emitted_s - w.end for c in result.commits for w in c.words]
-    # tail_s (0.3) + two agreeing steps (2 x 0.5 s min chunk) + one chunk of slack
-    assert max(delays) <= 0.3 + 2 * en.min_chunk_s + 0.25 + 1e-6
+    # tail_s (0.3) + two agreeing steps (2 x 0.5 s min chunk), or the commit edge (English: 1.2 s of audio
+    # after the word) + the step after it; + one chunk of slack
+    assert max(delays) <= max(0.3 + 2 * en.min_chunk_s, en.edge_s + en.min_chunk_s) + 0.25 + 1e-6
 
 
 def test_the_buffer_is_cut_at_sentence_ends_and_stays_bounded(en: StreamingOptions) -> None:
@@ -178,10 +179,10 @@ def test_resuming_from_serialised_state_equals_an_uninterrupted_run(cut_after_st
     assert first + rest == whole
 
 
-def test_english_speech_keeps_longer_buffers_than_japanese_unless_told_otherwise() -> None:
+def test_english_speech_keeps_longer_buffers_and_edge_than_japanese_unless_told_otherwise() -> None:
     en, ja = StreamingOptions(language="en"), StreamingOptions(language="ja")
-    assert (en.trim_s, en.segment_trim_s, en.max_buffer_s) == (14.0, 18.0, 24.0)
-    assert (ja.trim_s, ja.segment_trim_s, ja.max_buffer_s) == (6.0, 10.0, 16.0)
+    assert (en.trim_s, en.segment_trim_s, en.max_buffer_s, en.edge_s) == (14.0, 18.0, 24.0, 1.2)
+    assert (ja.trim_s, ja.segment_trim_s, ja.max_buffer_s, ja.edge_s) == (6.0, 10.0, 16.0, 0.4)
     # Japanese speech translated into English is still Japanese audio: its step cost decides.
     assert StreamingOptions(language="ja", task="translate").max_buffer_s == 16.0
     assert StreamingOptions(language="en", trim_s=4).trim_s == 4.0
