@@ -126,20 +126,21 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
     """
     kept: list[Segment] = []
     keys = [normalise(w.text) for w in history if normalise(w.text)]
-    context = len(keys)
     for segment in segments:
         if is_silence(segment, options) or is_known_hallucination(segment.text):
             continue
         words = list(segment.words)
         cuts = [len(cut_loop(words, options.max_repeats))]
         seq = keys + [normalise(w.text) for w in words]
-        repeated = repeat_start(seq, context)
+        repeated = repeat_start(seq, len(keys))
         if repeated is not None:
             cuts.append(_word_index(words, repeated))
         looped_char = char_loop_start(words, options.max_repeats + 1)
         if looped_char is not None:
             cuts.append(looped_char)
         cut = min(cuts)
+        if cut == 0 and kept and segment.compression_ratio > options.compression_ratio_threshold:
+            return []  # the decode goes round in whole segments, as Whisper's score for it says
         words = words[:cut]
         looped = cut < len(segment.words)
         # The segment's own text: Whisper scores the whole window, so one looping segment would

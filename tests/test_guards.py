@@ -179,3 +179,15 @@ def test_a_loop_on_probable_non_speech_is_dropped_whole() -> None:
     )
     assert kept_text([noise]) == ""
     assert kept_text([speech]) == "スタッフの上に、"
+
+
+def test_a_decode_that_repeats_whole_segments_is_cut_and_dropped_when_whisper_scores_it_a_loop() -> None:
+    # Whisper on a tone sequence: one made-up phrase, one segment after another.
+    def loop(ratio: float) -> list[Segment]:
+        return [
+            segment("スタッフ", "の", "音", "がある", start=3.0 * i, compression_ratio=ratio)
+            for i in range(4)
+        ]
+
+    assert kept_text(loop(1.5)) == "スタッフの音がある"
+    assert kept_text(loop(OPTIONS.compression_ratio_threshold + 0.5)) == ""
