@@ -43,7 +43,9 @@ def _loose(text: str) -> str:
 
 
 RESPELLED_MIN_CHARS = 6
+"""Only words this long count as respelled: short ones are too alike by chance (there / their)."""
 RESPELLED_SIMILARITY = 0.7
+"""difflib similarity above which two words are one word spelled two ways (Suéneheim / Swayneheim)."""
 
 
 def _respelled(heard: str, committed: str) -> bool:
