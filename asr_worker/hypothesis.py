@@ -119,7 +119,7 @@ class HypothesisBuffer:
             if after is not None:
                 return after
         floor = self.last_committed_end - MIDPOINT_SLACK_S
-        new = [w for w in words if (w.start + w.end) / 2 > floor and _key(w.text)]
+        new = [w for w in words if w.middle > floor and _key(w.text)]
         if new and self.recent and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S:
             tail = "".join(_loose(w.text) for w in self.recent)
             drop = 0
@@ -167,6 +167,15 @@ class HypothesisBuffer:
         self.pending = new[len(committed) :]
         self._remember(committed)
         return committed
+
+    def keep_unheard(self, earlier: list[Word]) -> None:
+        """Add to the pending words those of an ``earlier`` hypothesis beyond what the last one reached.
+
+        For the last step of a stream: Whisper sometimes ends a decode early, before the last phrase;
+        mid-stream the next step hears it again, but after the last step nothing would.
+        """
+        reach = max(self.last_committed_end, self.pending[-1].end if self.pending else 0.0)
+        self.pending += [w for w in earlier if w.middle > reach]
 
     def commit_pending(self, until: float = float("inf")) -> list[Word]:
         """Commit pending words ending by ``until`` without waiting for agreement.

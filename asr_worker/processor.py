@@ -144,8 +144,8 @@ class OnlineProcessor:
             result = self.process_iter()
             committed += result.committed
             ran = result.ran_model
-            if ran:
-                self._keep_unheard(heard)
+            if ran:  # the end of the talk, if the last decode stopped short of it
+                self._hypothesis.keep_unheard(heard)
         committed += self._emit(self._hypothesis.commit_pending())
         return StepResult(committed=committed, partial=[], ran_model=ran)
 
@@ -231,16 +231,6 @@ class OnlineProcessor:
             floor = end
         self._in_buffer += out
         return out
-
-    def _keep_unheard(self, heard: list[Word]) -> None:
-        """After the last step: keep the earlier hypothesis's words the last one stopped short of.
-
-        Whisper sometimes ends a decode early, before the last phrase; mid-stream the next step hears it
-        again, but after the last step nothing would, and the end of the talk would be lost.
-        """
-        pending = self._hypothesis.pending
-        reach = max(self._hypothesis.last_committed_end, pending[-1].end if pending else 0.0)
-        self._hypothesis.pending += [w for w in heard if (w.start + w.end) / 2 > reach]
 
     def _trim(self) -> list[Word]:
         """Cut the buffer once it is long: at a sentence end, else a segment end, else by force."""

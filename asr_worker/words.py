@@ -19,6 +19,10 @@ class Word:
     end: float
     text: str
 
+    @property
+    def middle(self) -> float:
+        return (self.start + self.end) / 2
+
     def shifted(self, offset: float) -> Word:
         return Word(self.start + offset, self.end + offset, self.text)
 
