@@ -112,18 +112,14 @@ SENTENCE = "The Middle Ages brought calligraphy to perfection, and it was natura
 
 
 def test_a_segment_whose_text_is_too_repetitive_to_be_speech_is_dropped() -> None:
-    text = SENTENCE.split()
     ratio = guards.compression_ratio(SENTENCE)
-    assert (
-        guards.clean(
-            [segment(*text)], StreamingOptions(language="en", compression_ratio_threshold=ratio - 0.01)
-        )
-        == []
-    )
-    assert (
-        guards.clean([segment(*text)], StreamingOptions(language="en", compression_ratio_threshold=ratio))
-        != []
-    )
+
+    def kept_below(threshold: float) -> list[Segment]:
+        options = StreamingOptions(language="en", compression_ratio_threshold=threshold)
+        return guards.clean([segment(*SENTENCE.split())], options)
+
+    assert kept_below(ratio - 0.01) == []
+    assert kept_below(ratio) != []
 
 
 def test_good_segments_survive_a_window_whisper_scores_as_repetitive() -> None:
