@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote
 
-from common import keys
+from common.contract import keys
 
 TOKEN_BYTES = 24
 """Random bytes per token (32 URL-safe characters)."""

@@ -1,17 +1,15 @@
-"""Running one HTTP service of the pipeline (``wsp ingest``, ``wsp publisher``) from the command line."""
+"""Serving one HTTP service of the pipeline (`wsp ingest`, `wsp publisher`, and both inside `wsp up`)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from common import eventloop
 from common.errors import ConfigError
-from common.logs import configure_logging
 from common.redis_conn import async_client, require_url
-from common.settings import Settings, load_settings
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +37,9 @@ def uvicorn_config(app: Any, settings: Settings, port: int, **extra: Any) -> Any
     )
 
 
-def run_service(name: str, make_config: ConfigFactory, args: argparse.Namespace, **overrides: object) -> int:
-    """Build settings, configure logging, serve until a signal stops it."""
-    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    url = require_url(settings.redis_url)
-    verbose = getattr(args, "verbose", False)
-    configure_logging(logging.DEBUG if verbose else settings.log_level, settings.log_format)
-    eventloop.run(serve(name, make_config, settings, url))
+def run_service(name: str, make_config: ConfigFactory, settings: Settings) -> int:
+    """Serve one service until a signal stops it (logging is configured by the caller)."""
+    eventloop.run(serve(name, make_config, settings, require_url(settings.redis_url)))
     return 0
 
 

@@ -20,8 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common import auth, keys
+from common import auth
 from common.audio import SAMPLE_RATE
+from common.contract import keys
 from common.metrics import metrics_response
 from common.options import WHISPER_LANGUAGES
 from common.schemas import SessionCreate, SessionRecord, TrackSpec

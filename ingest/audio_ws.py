@@ -31,8 +31,9 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
-from common import auth, keys
+from common import auth
 from common.audio import SAMPLE_RATE
+from common.contract import keys
 from common.schemas import AudioStart
 from ingest.metrics import IngestMetrics
 from ingest.store import (

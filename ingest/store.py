@@ -17,8 +17,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from common import auth, keys
+from common import auth
 from common.audio import SAMPLE_RATE
+from common.contract import keys
 from common.errors import WspError
 from common.schemas import SessionRecord
 

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
-from common import auth, keys
+from common import auth
+from common.contract import keys
 from common.metrics import metrics_response
 from common.schemas import CaptionEvent, SessionRecord
 from common.settings import Settings

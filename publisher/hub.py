@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from common import keys
+from common.contract import keys
 from common.retry import backoff_s
 from common.schemas import CaptionEvent
 from publisher.metrics import PublisherMetrics

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common import keys
+from common.contract import keys
 from common.errors import WspError
 from common.schemas import CaptionEvent
 

@@ -20,7 +20,8 @@ from redis.asyncio import Redis as AsyncRedis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from common import auth, keys
+from common import auth
+from common.contract import keys
 from common.redis_conn import EmbeddedRedis
 from common.settings import Settings
 from common.ws_protocol import WebSocketProtocol

@@ -18,11 +18,11 @@ import uvicorn
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.transcriber import Segment, TranscribeRequest
-from asr_worker.worker import Worker
-from common import keys
+from asr_worker.core.seam import Segment, TranscribeRequest
+from asr_worker.service.worker import Worker
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
+from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app

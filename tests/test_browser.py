@@ -26,13 +26,13 @@ import pytest
 import redis
 import soundfile as sf
 
-from asr_worker.engines import write_script
-from asr_worker.local_pipeline import LocalPipeline
-from asr_worker.scoring import error_rate
-from asr_worker.words import Word
-from common import keys
+from asr_worker.core.words import Word
+from asr_worker.transcribers.factory import write_script
 from common.audio import SAMPLE_RATE, load_audio
+from common.contract import keys
 from common.schemas import CaptionEvent
+from wsp.bench.processes import LocalPipeline
+from wsp.bench.scoring import error_rate
 
 pytestmark = pytest.mark.browser
 

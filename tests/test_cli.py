@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common.cli import main
+from wsp.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
 @pytest.mark.parametrize("case", ["unreadable-file", "empty-audio", "missing-model-dir"])
 def test_the_real_command_exits_2_with_one_line(case: str, files: dict[str, Path]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "common.cli", *argv_for(case, files)],
+        [sys.executable, "-m", "wsp.cli", *argv_for(case, files)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from common.cli import build_parser
 from common.settings import Settings
+from wsp.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
@@ -200,8 +200,8 @@ class NotInServiceImage:
         if name.split(".")[0] in {blocked}:
             raise ImportError(name + " is not in the service image")
 sys.meta_path.insert(0, NotInServiceImage())
-import ingest.app, ingest.commands, publisher.app, publisher.commands, common.probe
-from common.cli import main
+import ingest.app, ingest.server, publisher.app, publisher.server, wsp.probe
+from wsp.cli import main
 sys.exit(main(["check", "ingest", "--url", "http://127.0.0.1:9/readyz", "--timeout", "1"]))
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

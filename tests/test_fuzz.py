@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.fuzz import Limits, Outcome, Verdict, WsCase, generate, judge
-from ingest.fuzz_run import run_bench
+from wsp.bench.fuzz import run_bench
+from wsp.bench.fuzz_cases import Limits, Outcome, Verdict, WsCase, generate, judge
 
 CASES = 120
 

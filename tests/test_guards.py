@@ -2,9 +2,9 @@
 
 import pytest
 
-from asr_worker import guards
-from asr_worker.transcriber import Segment
-from asr_worker.words import Word
+from asr_worker.core import guards
+from asr_worker.core.seam import Segment
+from asr_worker.core.words import Word
 from common.options import StreamingOptions
 
 OPTIONS = StreamingOptions(language="ja")

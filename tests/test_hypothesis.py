@@ -1,7 +1,7 @@
 """LocalAgreement-2 on hypotheses: what is committed, when, and what never is."""
 
-from asr_worker.hypothesis import HypothesisBuffer
-from asr_worker.words import Word
+from asr_worker.core.hypothesis import HypothesisBuffer
+from asr_worker.core.words import Word
 
 
 def words(*texts: str, start: float = 0.0, step: float = 0.5) -> list[Word]:

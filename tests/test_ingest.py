@@ -17,11 +17,11 @@ import redis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from common import keys
+from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
-from ingest.simulator import open_session, push_audio
 from tests.served import Served, free_port
+from wsp.client import open_session, push_audio
 
 pytestmark = pytest.mark.redis
 

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from common import keys
 from common.audio import SAMPLE_RATE, float_to_pcm16
+from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
 from tests.test_resilience import RestartableRedis, serve_in_thread

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from asr_worker.load_bench import LoadPlan, run_bench, script_for
-from asr_worker.load_figures import SessionLog, Tally, add_display, sent_at
-from common.cli import main
+from wsp.bench.load import LoadPlan, run_bench, script_for
+from wsp.bench.load_figures import SessionLog, Tally, add_display, sent_at
+from wsp.cli import main
 
 
 @pytest.mark.redis

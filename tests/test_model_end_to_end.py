@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr_worker.processor import OnlineProcessor
-from asr_worker.scoring import error_rate, lost_tail_s, normalise_for_scoring
-from asr_worker.simulation import SimulationResult, simulate
-from asr_worker.vad import SileroDetector
-from asr_worker.whisper_engine import WhisperTranscriber
-from asr_worker.words import Word
+from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.words import Word
+from asr_worker.transcribers.silero import SileroDetector
+from asr_worker.transcribers.whisper import WhisperTranscriber
 from common.audio import SAMPLE_RATE, load_audio
 from common.options import StreamingOptions
 from common.settings import Settings
+from wsp.bench.scoring import error_rate, lost_tail_s, normalise_for_scoring
+from wsp.bench.simulation import SimulationResult, simulate
 
 pytestmark = pytest.mark.model
 

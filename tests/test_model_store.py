@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from asr_worker import model_store
-from asr_worker.model_store import BUNDLED_SHA256, BUNDLED_SIZE, ensure_bundled, resolve_model
+from asr_worker.transcribers import model_store
+from asr_worker.transcribers.model_store import BUNDLED_SHA256, BUNDLED_SIZE, ensure_bundled, resolve_model
 from common.errors import ModelError
 from common.settings import BUNDLED_MODEL
 

@@ -26,20 +26,21 @@ from websockets.sync.client import connect
 
 import ingest.app
 import publisher.app
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.monitor import worker_monitor
-from asr_worker.worker import Worker
-from common import auth, keys
+from asr_worker.service.monitor import worker_monitor
+from asr_worker.service.worker import Worker
+from asr_worker.transcribers.scripted import ScriptedTranscriber
+from common import auth
 from common.audio import SAMPLE_RATE, float_to_pcm16
-from common.cli import main
+from common.contract import keys
 from common.logs import configure_logging
-from common.probe import run_check
 from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.hub import CaptionHub
 from publisher.metrics import PublisherMetrics
 from tests.served import Served, free_port
+from wsp.cli import main
+from wsp.probe import run_check
 
 pytestmark = pytest.mark.redis
 
@@ -157,7 +158,7 @@ def test_probe_of_a_service_that_is_not_there_exits_1_in_one_line() -> None:
     env["WSP_INGEST_PORT"] = str(free_port())
 
     def check(service: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "common.cli", "check", service]
+        command = [sys.executable, "-m", "wsp.cli", "check", service]
         return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     done = check("ingest")
@@ -360,7 +361,7 @@ def test_a_service_started_with_json_logs_names_the_session(redis_url: str) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
     env.update(WSP_REDIS_URL=redis_url, WSP_INGEST_PORT=str(port), WSP_LOG_FORMAT="json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "ingest"],
+        [sys.executable, "-m", "wsp.cli", "ingest"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -17,13 +17,13 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from asr_worker.engines import write_script
-from asr_worker.failover_bench import failover_once, measure
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.local_pipeline import Display, LocalPipeline, audio_for, stream
-from common import keys
+from asr_worker.transcribers.factory import write_script
+from asr_worker.transcribers.scripted import ScriptedTranscriber
+from common.contract import keys
 from common.schemas import CaptionEvent
-from ingest.simulator import SessionInfo, open_session
+from wsp.bench.failover import failover_once, measure
+from wsp.bench.processes import Display, LocalPipeline, audio_for, stream
+from wsp.client import SessionInfo, open_session
 
 pytestmark = pytest.mark.redis
 

@@ -5,13 +5,13 @@ import itertools
 import numpy as np
 import pytest
 
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.processor import OnlineProcessor
-from asr_worker.simulation import simulate
-from asr_worker.words import Word
+from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.words import Word
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
 from common.options import StreamingOptions
 from common.schemas import ProcessorState
+from wsp.bench.simulation import simulate
 
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from asr_worker.audio_feed import AudioEntry, lag_s
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.processor import OnlineProcessor
+from asr_worker.core.processor import OnlineProcessor
+from asr_worker.service.audio_feed import AudioEntry, lag_s
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
 from common.options import StreamingOptions
 

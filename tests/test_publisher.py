@@ -24,14 +24,15 @@ from fastapi import FastAPI
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from common import auth, keys
-from common.cli import main
+from common import auth
+from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app
 from publisher.hub import CaptionHub
 from publisher.replay import BadQuery, parse_request
 from tests.served import Served, free_port
+from wsp.cli import main
 
 pytestmark = pytest.mark.redis
 

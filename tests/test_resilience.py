@@ -23,10 +23,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.worker import Worker
-from common import keys
+from asr_worker.service.worker import Worker
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
+from common.contract import keys
 from common.redis_conn import EmbeddedRedis
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings

@@ -4,15 +4,15 @@ import math
 
 import pytest
 
-from asr_worker.scoring import (
+from asr_worker.core.words import Word
+from wsp.bench.scoring import (
     error_rate,
     latency_stats,
     lost_tail_s,
     normalise_for_scoring,
     weighted_percentile,
 )
-from asr_worker.simulation import TimedCommit
-from asr_worker.words import Word
+from wsp.bench.simulation import TimedCommit
 
 # -- normalisation and CER (Japanese) ----------------------------------------------------------------
 

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 from pydantic import ValidationError
 
-from common.cli import main
 from common.settings import BUNDLED_MODEL, Settings
+from wsp.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_worker.engines import write_script
-from asr_worker.fake_engine import ScriptedTranscriber
+from asr_worker.transcribers.factory import write_script
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
-from common.demo import run_demo
 from common.settings import Settings
 from tests.served import free_port
+from wsp.demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。"
@@ -52,7 +52,7 @@ def scripted_env(tmp_path: Path) -> dict[str, str]:
 def test_up_serves_everything_and_ctrl_c_stops_it_all(scripted_env: dict[str, str]) -> None:
     ingest, publisher = int(scripted_env["WSP_INGEST_PORT"]), int(scripted_env["WSP_PUBLISHER_PORT"])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "up"],
+        [sys.executable, "-m", "wsp.cli", "up"],
         cwd=ROOT,
         env=scripted_env,
         stdout=subprocess.PIPE,
@@ -118,7 +118,7 @@ def test_demo_with_the_real_model_captions_real_speech() -> None:
         [
             sys.executable,
             "-m",
-            "common.cli",
+            "wsp.cli",
             "demo",
             str(ROOT / "common/samples/en_jfk.wav"),
             "--language",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import main
+from wsp.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_a_bad_setting_is_named_in_one_line_and_the_exit_is_non_zero(
 def test_the_real_command_exits_non_zero_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")} | {"WSP_INGEST_PORT": "abc"}
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "wsp.cli", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]

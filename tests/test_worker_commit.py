@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from asr_worker.audio_feed import FIRST_ENTRY, AudioEntry, ResumeIndex, parse_or_skip, unseen_part
-from asr_worker.commit import (
+from asr_worker.core.words import Word
+from asr_worker.service.audio_feed import FIRST_ENTRY, AudioEntry, ResumeIndex, parse_or_skip, unseen_part
+from asr_worker.service.commit import (
     Committer,
     Fenced,
     TrackCommit,
@@ -20,12 +21,11 @@ from asr_worker.commit import (
     final_event,
     partial_event,
 )
-from asr_worker.engines import make_transcriber, uses_vad, write_script
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.leases import Lease, Leases, Room, claim_quota, unowned
-from asr_worker.session_runner import earliest, fresh_checkpoint
-from asr_worker.words import Word
-from common import keys
+from asr_worker.service.leases import Lease, Leases, Room, claim_quota, unowned
+from asr_worker.service.runner import earliest, fresh_checkpoint
+from asr_worker.transcribers.factory import make_transcriber, uses_vad, write_script
+from asr_worker.transcribers.scripted import ScriptedTranscriber
+from common.contract import keys
 from common.errors import ConfigError
 from common.schemas import CaptionEvent, ProcessorState, TrackCheckpoint
 from common.settings import Settings

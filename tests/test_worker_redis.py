@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from asr_worker.engines import write_script
-from asr_worker.fake_engine import ScriptedTranscriber
-from asr_worker.transcriber import Segment, TranscribeRequest
-from asr_worker.worker import Worker
-from common import keys
+from asr_worker.core.seam import Segment, TranscribeRequest
+from asr_worker.service.worker import Worker
+from asr_worker.transcribers.factory import write_script
+from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
+from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 
@@ -232,7 +232,7 @@ def worker_spawner(redis_url: str, tmp_path: Path, ttl_s: float) -> Callable[[st
     }
 
     def spawn(worker_id: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "common.cli", "worker", "--id", worker_id]
+        command = [sys.executable, "-m", "wsp.cli", "worker", "--id", worker_id]
         with (tmp_path / f"{worker_id}.log").open("wb") as log:
             return subprocess.Popen(command, env=env, stderr=log)
 

@@ -1,0 +1,50 @@
+"""The seams of the core: what it asks of a model ("transcribe this buffer with this prompt", and what comes
+back) and of a voice activity detector. Implementations live in :mod:`asr_worker.transcribers`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from asr_worker.core.words import Word
+from common.options import StreamingOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One decoded segment. Times are relative to the start of the audio that was transcribed."""
+
+    start: float
+    end: float
+    words: tuple[Word, ...]
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeRequest:
+    """A buffer to transcribe. ``offset_s`` is where the buffer starts in the stream (for logs and fakes)."""
+
+    audio: np.ndarray
+    offset_s: float
+    prompt: str
+    options: StreamingOptions
+
+
+class Transcriber(Protocol):
+    """Anything that turns 16 kHz mono float32 audio into segments with word timestamps."""
+
+    def transcribe(self, request: TranscribeRequest) -> list[Segment]: ...
+
+
+class SpeechDetector(Protocol):
+    """Finds speech in 16 kHz mono audio: a list of (start_s, end_s) relative to the audio start."""
+
+    def speech(self, audio: np.ndarray) -> list[tuple[float, float]]: ...

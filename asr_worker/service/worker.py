@@ -1,0 +1,305 @@
+"""The ASR worker: claims sessions up to its capacity, runs each, keeps its leases alive.
+
+Graceful stop (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let every session finish and
+commit its current step, release the leases so another worker takes the sessions over at once, close.
+A worker that dies instead simply stops renewing: its sessions move when their leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from asr_worker.core.seam import SpeechDetector, Transcriber
+from asr_worker.service.commit import Fenced
+from asr_worker.service.leases import Lease, Leases, Room, claim_quota, default_worker_id
+from asr_worker.service.metrics import WorkerMetrics
+from asr_worker.service.runner import RunLimits, SessionRunner, track_options
+from asr_worker.transcribers.silero import SileroDetector
+from common import eventloop
+from common.errors import WspError
+from common.redis_conn import async_client, require_url
+from common.retry import backoff_s
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TranscriberFactory = Callable[[Settings], Transcriber]
+
+CLAIM_INTERVAL_S = 0.2
+"""How often a worker with room looks for sessions nobody runs."""
+HEARTBEATS_PER_TTL = 3
+"""Lease renewals per lease TTL: two may be missed before the lease expires."""
+STOP_DEADLINE_S = 30.0
+"""On a graceful stop, how long sessions may take to finish their current step before being cancelled."""
+FAILED_BACKOFF_S = 30.0
+"""A session whose run failed is not claimed again by this worker for this long."""
+CONNECT_ATTEMPTS = 5
+"""Tries to reach Redis at start-up before giving up with a clear error."""
+CONNECT_RETRY_S = 1.0
+"""Mean pause between those tries (jittered)."""
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+SESSION_RETRIES = 8
+"""Times a session resumes after a Redis failure (jittered backoff, about 20 s in all) before giving up."""
+
+
+class RedisUnavailable(WspError):
+    """The worker cannot reach its Redis server."""
+
+
+class Worker:
+    """One worker process: ``await Worker(settings, make_transcriber).run()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transcriber_factory: TranscriberFactory,
+        *,
+        vad: bool = True,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.id = settings.worker_id or default_worker_id()
+        self.capacity = settings.worker_capacity
+        self._factory = transcriber_factory
+        self._vad = vad
+        self._stopping = asyncio.Event()
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._leases_held: dict[str, Lease] = {}
+        self._backoff: dict[str, float] = {}
+        self.sessions_finished = 0
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.sessions_active.set_function(lambda: len(self._runners))
+        self.last_heartbeat: float | None = None
+        """``time.monotonic()`` of the last heartbeat Redis accepted (None until the first)."""
+
+    @property
+    def owned(self) -> list[str]:
+        return list(self._runners)
+
+    def health(self) -> tuple[bool, str]:
+        """Whether this worker is up and its heartbeat reaches Redis, and a sentence saying so."""
+        if self._stopping.is_set():
+            return False, f"worker {self.id} is stopping"
+        if self.last_heartbeat is None:
+            return False, f"worker {self.id} is starting (loading the model, reaching Redis)"
+        silent = time.monotonic() - self.last_heartbeat
+        if silent > self.settings.lease_ttl_s:
+            return False, f"worker {self.id}: no heartbeat reached Redis for {silent:.1f} s"
+        return True, f"worker {self.id}: {len(self._runners)}/{self.capacity} sessions"
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (safe to call from a signal handler on the loop)."""
+        if not self._stopping.is_set():
+            log.info("worker %s: stopping", self.id)
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`; cancelling this task instead is a crash (leases are kept to expire)."""
+        redis = async_client(require_url(self.settings.redis_url))
+        background: list[asyncio.Task[None]] = []
+        try:
+            transcriber = await asyncio.to_thread(self._factory, self.settings)
+            detector: SpeechDetector | None = SileroDetector() if self._vad else None
+            leases = Leases(redis, self.id, self.settings.lease_ttl_s)
+            await _first_contact(leases, self.capacity, self.settings.redis_url or "")
+            self.last_heartbeat = time.monotonic()
+            log.info("worker %s: up, capacity %d", self.id, self.capacity)
+            eventloop.freeze_startup_objects()  # the model and the modules stay for life
+            start = functools.partial(self._start_session, redis, leases, transcriber, detector)
+            background = [
+                asyncio.create_task(self._heartbeat(leases)),
+                asyncio.create_task(self._claim_loop(leases, start)),
+            ]
+            await self._stopping.wait()
+            await self._drain(leases)
+            await leases.withdraw()
+            log.info("worker %s: stopped", self.id)
+        finally:
+            for task in [*background, *self._runners.values()]:
+                task.cancel()
+            await asyncio.gather(*background, *self._runners.values(), return_exceptions=True)
+            await redis.aclose()
+
+    # -- loops ----------------------------------------------------------------------------------
+    async def _heartbeat(self, leases: Leases) -> None:
+        interval = self.settings.lease_ttl_s / HEARTBEATS_PER_TTL
+        while True:
+            try:
+                await leases.advertise(self.capacity, len(self._runners))
+                self.last_heartbeat = time.monotonic()
+                for sid, lease in list(self._leases_held.items()):
+                    if not await leases.renew(lease) and sid in self._runners:
+                        log.warning("session %s: lease lost, dropping it", sid, extra={"session": sid})
+                        self.metrics.leases_lost.inc()
+                        self._runners[sid].cancel()
+            except TRANSIENT as exc:
+                log.warning("worker %s: heartbeat failed (%s), retrying", self.id, exc)
+            await asyncio.sleep(interval)
+
+    async def _claim_loop(self, leases: Leases, start: Callable[[Lease], None]) -> None:
+        grace_s = self.settings.lease_ttl_s
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                if len(self._runners) < self.capacity:
+                    await self._claim_some(leases, start, grace_s)
+                failures = 0
+            except TRANSIENT as exc:
+                failures += 1
+                log.warning("worker %s: claiming failed (%s), retry %d", self.id, exc, failures)
+            await asyncio.sleep(backoff_s(failures) if failures else CLAIM_INTERVAL_S)
+
+    async def _claim_some(self, leases: Leases, start: Callable[[Lease], None], grace_s: float) -> None:
+        candidates = await leases.unowned_sessions(self._runners)
+        if not candidates:
+            return
+        others = await leases.other_rooms()
+        now = time.time()
+        for sid, created in candidates:
+            me = Room(self.id, self.capacity, len(self._runners))
+            if self._stopping.is_set() or self._backoff.get(sid, 0.0) > now:
+                continue
+            if claim_quota(me, others, now - created, grace_s) <= 0:
+                continue
+            lease = await leases.claim(sid)
+            if lease is not None:
+                log.info("session %s: claimed (epoch %d)", sid, lease.token, extra={"session": sid})
+                if lease.token > 1:
+                    self.metrics.takeovers.inc()
+                start(lease)
+
+    # -- sessions -------------------------------------------------------------------------------
+    def _start_session(
+        self,
+        redis: Redis,
+        leases: Leases,
+        transcriber: Transcriber,
+        detector: SpeechDetector | None,
+        lease: Lease,
+    ) -> None:
+        options_for = functools.partial(track_options, vad=self._vad)
+        limits = RunLimits(
+            self.settings.max_lag_s, self.settings.session_retention_s, self.settings.session_idle_s
+        )
+        runner = SessionRunner(
+            redis,
+            lease,
+            transcriber,
+            options_for,
+            detector,
+            self._stopping,
+            metrics=self.metrics,
+            limits=limits,
+        )
+        self._leases_held[lease.sid] = lease
+        self._runners[lease.sid] = asyncio.create_task(self._run_session(leases, runner))
+
+    async def _run_session(self, leases: Leases, runner: SessionRunner) -> None:
+        sid = runner.sid
+        try:
+            runner = await self._run_resuming(leases, runner)
+        except Fenced as exc:
+            log.warning("%s; dropping it", exc, extra={"session": sid})
+            self.metrics.leases_lost.inc()
+            return
+        except TRANSIENT as exc:
+            log.warning("session %s: redis failed (%s); giving it back", sid, exc, extra={"session": sid})
+        except Exception:  # one broken session must not take the worker down
+            log.exception("session %s: failed; giving it back", sid, extra={"session": sid})
+            self._backoff[sid] = time.time() + FAILED_BACKOFF_S
+        finally:
+            self._runners.pop(sid, None)
+            lease = self._leases_held.pop(sid)
+            self.metrics.forget(sid)
+        if runner.finished:
+            self.sessions_finished += 1
+            self.metrics.sessions_finished.inc()
+        await _release_quietly(leases, lease)
+
+    async def _run_resuming(self, leases: Leases, runner: SessionRunner) -> SessionRunner:
+        """Run a session; after a Redis failure wait (jittered backoff), re-check the lease and resume.
+
+        The resumed run starts from the checkpoints saved in Redis, exactly like a takeover, so nothing
+        committed is lost or repeated. The runner that finished is returned.
+        """
+        attempt = 0
+        while True:
+            try:
+                if attempt:
+                    runner = runner.resumed(await self._recheck_lease(leases, runner.lease))
+                await runner.run()
+                return runner
+            except TRANSIENT as exc:
+                attempt += 1
+                if attempt > SESSION_RETRIES or self._stopping.is_set():
+                    raise
+                pause = backoff_s(attempt)
+                log.warning(
+                    "session %s: redis failed (%s); resuming in %.1f s (%d tries left)",
+                    runner.sid,
+                    exc,
+                    pause,
+                    SESSION_RETRIES - attempt,
+                    extra={"session": runner.sid},
+                )
+                await asyncio.sleep(pause)
+
+    async def _recheck_lease(self, leases: Leases, lease: Lease) -> Lease:
+        """After an outage: keep the lease if it is still ours, else claim the session again if free."""
+        if await leases.renew(lease):
+            return lease
+        fresh = await leases.claim(lease.sid)
+        if fresh is None:
+            raise Fenced(f"session {lease.sid}: another worker took it during the outage")
+        log.info("session %s: claimed again (epoch %d)", lease.sid, fresh.token, extra={"session": lease.sid})
+        self._leases_held[lease.sid] = fresh
+        return fresh
+
+    async def _drain(self, leases: Leases) -> None:
+        """Graceful stop: sessions finish their current step and release their leases."""
+        running = list(self._runners.values())
+        if not running:
+            return
+        done, pending = await asyncio.wait(running, timeout=STOP_DEADLINE_S)
+        held = dict(self._leases_held)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for lease in held.values():
+            await _release_quietly(leases, lease)
+        log.info("worker %s: %d sessions handed back", self.id, len(done) + len(pending))
+
+
+async def _first_contact(leases: Leases, capacity: int, url: str) -> None:
+    """Advertise the worker, retrying a few times with jitter while Redis comes up."""
+    for remaining in range(CONNECT_ATTEMPTS - 1, -1, -1):
+        try:
+            await leases.advertise(capacity, 0)
+            return
+        except TRANSIENT as exc:
+            if not remaining:
+                raise RedisUnavailable(f"cannot reach redis at {url}: {exc}") from exc
+            log.warning("redis at %s not reachable (%s); %d retries left", url, exc, remaining)
+            await asyncio.sleep(CONNECT_RETRY_S * (0.5 + random.random()))
+
+
+async def _release_quietly(leases: Leases, lease: Lease) -> None:
+    with contextlib.suppress(*TRANSIENT):
+        if await leases.release(lease):
+            log.info("session %s: lease released", lease.sid, extra={"session": lease.sid})

@@ -1,0 +1,130 @@
+"""What ``wsp simulate`` and ``wsp bench ...`` run: figures printed, nothing served.
+
+Each function takes the parsed arguments (:mod:`wsp.cli`) and returns the exit code; a user mistake raises
+:class:`~common.errors.WspError`, which ``wsp`` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from common.errors import ConfigError
+from common.options import StreamingOptions
+from wsp.commands import bundled_sample, settings_from, streaming_options
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from asr_worker.transcribers.whisper import WhisperTranscriber
+    from wsp.bench.simulation import TimedCommit
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[StreamingOptions, np.ndarray, WhisperTranscriber]:
+    from asr_worker.transcribers.whisper import WhisperTranscriber
+    from common.audio import load_audio
+
+    if args.chunk_ms <= 0:
+        raise ConfigError("--chunk-ms must be positive")
+    options = streaming_options(args)
+    audio = load_audio(args.file or bundled_sample(), args.start, args.end)
+    transcriber = WhisperTranscriber.load(settings_from(args))
+    return options, audio, transcriber
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.url:
+        from wsp.client import run_remote
+
+        return run_remote(args, args.file or bundled_sample())
+    from wsp.bench.stream import stream
+
+    options, audio, transcriber = _load_inputs(args)
+    print(f"streaming {args.file or bundled_sample()} ({audio.size / 16000:.1f} s) ...", file=sys.stderr)
+
+    def show(commit: TimedCommit, text: str) -> None:
+        print(f"[{commit.emitted_s:7.2f}s] ({commit.start_s:6.2f}-{commit.end_s:6.2f}) {text}", flush=True)
+
+    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware, show)
+    result = run.result
+    print(
+        f"done: {result.audio_s:.1f} s of audio, {len(result.commits)} commits, "
+        f"compute {result.compute_s:.1f} s (rtf {result.compute_s / result.audio_s:.2f})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    from wsp.bench.stream import report, stream
+
+    reference = None
+    if args.ref is not None:
+        try:
+            reference = args.ref.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read reference {args.ref}: {exc.strerror}") from exc
+    options, audio, transcriber = _load_inputs(args)
+    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware)
+    figures = report(transcriber, audio, run, reference)
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+    else:
+        for key, value in figures.items():
+            if key not in ("commits", "options"):
+                print(f"{key}: {value}")
+    return 0
+
+
+def cmd_bench_nonspeech(args: argparse.Namespace) -> int:
+    from asr_worker.transcribers.whisper import WhisperTranscriber
+    from wsp.bench.stream import nonspeech_report
+
+    if args.seconds <= 0 or args.chunk_ms <= 0:
+        raise ConfigError("--seconds and --chunk-ms must be positive")
+    args.glossary = None
+    options = streaming_options(args)
+    transcriber = WhisperTranscriber.load(settings_from(args))
+    figures = nonspeech_report(transcriber, options, args.seconds, args.chunk_ms / 1000, args.comp_aware)
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+def cmd_bench_failover(args: argparse.Namespace) -> int:
+    from wsp.bench.failover import run_bench
+
+    if args.runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    if not 0.2 < args.lease_ttl <= 120:
+        raise ConfigError("--lease-ttl must be more than 0.2 and at most 120 seconds")
+    print(json.dumps(run_bench(args.runs, args.lease_ttl)))
+    return 0
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from wsp.bench.load import run_bench
+    from wsp.bench.load_figures import LoadPlan
+
+    if args.sessions < 1 or args.displays < 1 or args.workers < 1 or args.display_procs < 1:
+        raise ConfigError("--sessions, --displays, --workers and --display-procs must be at least 1")
+    if not 5 <= args.seconds <= 3600:
+        raise ConfigError("--seconds must be between 5 and 3600")
+    if args.sessions > 256 * args.workers:
+        raise ConfigError("a worker runs at most 256 sessions: add --workers")
+    plan = LoadPlan(
+        args.sessions, args.displays, args.seconds, args.workers, args.display_procs, workdir=args.workdir
+    )
+    print(json.dumps(run_bench(plan)))
+    return 0
+
+
+def cmd_bench_fuzz(args: argparse.Namespace) -> int:
+    from wsp.bench.fuzz import run_bench
+
+    if args.cases < 1 or args.concurrency < 1:
+        raise ConfigError("--cases and --concurrency must be at least 1")
+    figures = run_bench(args.cases, args.seed, args.concurrency)
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0 if figures["crashes"] == 0 else 1

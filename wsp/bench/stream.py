@@ -1,0 +1,115 @@
+"""``wsp bench stream``: stream a file through the core and report latency, accuracy and lost tail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.words import join_words
+from asr_worker.transcribers.silero import SileroDetector
+from asr_worker.transcribers.whisper import WhisperTranscriber
+from common.options import StreamingOptions
+from wsp.bench.scoring import error_rate, latency_stats, lost_tail_s
+from wsp.bench.simulation import CommitCallback, SimulationResult, simulate
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    options: StreamingOptions
+    result: SimulationResult
+
+
+def stream(
+    transcriber: WhisperTranscriber,
+    audio: np.ndarray,
+    options: StreamingOptions,
+    chunk_s: float,
+    comp_aware: bool,
+    on_commit: CommitCallback | None = None,
+) -> StreamRun:
+    processor = OnlineProcessor(transcriber, options, detector=SileroDetector(options.vad_threshold))
+    return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit))
+
+
+def report(
+    transcriber: WhisperTranscriber, audio: np.ndarray, run: StreamRun, reference: str | None
+) -> dict[str, Any]:
+    """The benchmark's JSON object."""
+    options, result = run.options, run.result
+    language = options.output_language
+    text = result.text(options.joiner)
+    speech = SileroDetector(options.vad_threshold).speech(audio)
+    out: dict[str, Any] = {
+        "language": options.language,
+        "task": options.task,
+        **latency_stats(result.commits),
+        "error_rate": None,
+        "offline_error_rate": None,
+        "error_metric": "cer" if options.joiner == "" else "wer",
+        "audio_s": round(result.audio_s, 3),
+        "rtf": round(result.compute_s / result.audio_s, 3) if result.audio_s else None,
+        "steps": result.steps,
+        "lost_tail_s": lost_tail_s(speech, result.commits),
+        "committed_chars": len("".join(text.split())),
+        "text": text,
+        "offline_text": None,
+        "options": options.model_dump(mode="json"),
+        "commits": [
+            {
+                "emitted_s": round(c.emitted_s, 3),
+                "start_s": round(c.start_s, 3),
+                "end_s": round(c.end_s, 3),
+                "text": join_words(c.words, options.joiner),
+            }
+            for c in result.commits
+        ],
+    }
+    if reference is not None:
+        offline = transcriber.transcribe_offline(audio, options)
+        offline_text = join_words((w for s in offline for w in s.words), options.joiner)
+        out["offline_text"] = offline_text
+        out["error_rate"] = round(error_rate(reference, text, language), 4)
+        out["offline_error_rate"] = round(error_rate(reference, offline_text, language), 4)
+    for key in ("latency_p50_s", "latency_p90_s", "latency_mean_s"):
+        out[key] = round(out[key], 3)
+    return out
+
+
+NONSPEECH_TONES_HZ = (220.0, 330.0, 440.0, 550.0, 660.0, 880.0)
+"""The tone sequence: each tone lasts half a second, like a slow scale (a stand-in for music)."""
+
+
+def nonspeech_signals(seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Digital silence, white noise (std 0.1) and a tone sequence, each ``seconds`` long at 16 kHz."""
+    n = int(seconds * 16_000)
+    t = np.arange(n, dtype=np.float64) / 16_000
+    tone = np.take(NONSPEECH_TONES_HZ, (t // 0.5).astype(int) % len(NONSPEECH_TONES_HZ))
+    return {
+        "silence": np.zeros(n, dtype=np.float32),
+        "white_noise": (np.random.default_rng(seed).standard_normal(n) * 0.1).astype(np.float32),
+        "tones": (0.3 * np.sin(2 * np.pi * tone * t)).astype(np.float32),
+    }
+
+
+def nonspeech_report(
+    transcriber: WhisperTranscriber,
+    options: StreamingOptions,
+    seconds: float,
+    chunk_s: float,
+    comp_aware: bool,
+) -> dict[str, Any]:
+    """Committed characters for each non-speech signal (the target is zero for all)."""
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "language": options.language,
+        "task": options.task,
+        "vad": options.vad,
+    }
+    for name, audio in nonspeech_signals(seconds).items():
+        run = stream(transcriber, audio, options, chunk_s, comp_aware)
+        text = run.result.text(options.joiner)
+        out[name] = {"committed_chars": len("".join(text.split())), "text": text, "steps": run.result.steps}
+    return out

@@ -1,0 +1,191 @@
+"""The ``wsp`` command: every subcommand is declared here; :mod:`wsp.commands` and
+:mod:`wsp.bench.commands` run them. Parse, configure logging, run; a user mistake is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.errors import WspError
+from common.logs import configure_logging
+from common.settings import Settings
+from wsp import commands
+from wsp.bench import commands as bench
+from wsp.probe import DEFAULT_TIMEOUT_S, SERVICES
+
+MODEL_HELP = "model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)"
+
+
+def _add_stream_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, nargs="?", help="audio file (any format soundfile reads)")
+    parser.add_argument("--language", default="ja", help="spoken language, a Whisper code (default ja)")
+    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--chunk-ms", type=int, default=500, help="audio arrives in chunks of this size")
+    parser.add_argument("--start", type=float, default=0.0, help="start this many seconds into the file")
+    parser.add_argument("--end", type=float, default=None, help="stop at this second of the file")
+    parser.add_argument("--glossary", action="append", help="a name or term to bias recognition (repeatable)")
+    parser.add_argument("--beam-size", type=int, help="beam width of each step (default 1: greedy)")
+    parser.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="any streaming option, e.g. --set trim_s=6"
+    )
+    parser.add_argument(
+        "--comp-unaware",
+        action="store_true",
+        help="ignore computation time (deterministic, faster than real time)",
+    )
+
+
+def _add_services(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser(
+        "up", help="run everything: Redis (embedded unless WSP_REDIS_URL), ingest, worker, publisher"
+    )
+    up.add_argument("--model", help=MODEL_HELP)
+    up.set_defaults(func=commands.cmd_up)
+
+    demo = sub.add_parser("demo", help="`wsp up` + stream the bundled sample, print its captions, exit")
+    demo.add_argument("file", type=Path, nargs="?", help="audio file (default: the bundled Japanese sample)")
+    demo.add_argument("--language", default="ja", help="spoken language (default ja)")
+    demo.add_argument(
+        "--task",
+        choices=["transcribe", "translate"],
+        default="transcribe",
+        help="translate adds an English track beside the transcription",
+    )
+    demo.add_argument("--model", help=MODEL_HELP)
+    demo.add_argument("--chunk-ms", type=int, default=500, help="audio frame size sent to ingest")
+    demo.set_defaults(func=commands.cmd_demo, glossary=None)
+
+    ingest = sub.add_parser("ingest", help="run the ingest service (sessions and audio WebSocket)")
+    ingest.add_argument("--host", help="listen address (default: WSP_HOST)")
+    ingest.add_argument("--port", type=int, help="listen port (default: WSP_INGEST_PORT)")
+    ingest.set_defaults(func=commands.cmd_ingest)
+
+    worker = sub.add_parser("worker", help="run an ASR worker against WSP_REDIS_URL (Ctrl-C stops it)")
+    worker.add_argument("--id", help="worker id (default: WSP_WORKER_ID, else host-pid-random)")
+    worker.add_argument("--capacity", type=int, help="sessions run at once (default: WSP_WORKER_CAPACITY)")
+    worker.set_defaults(func=commands.cmd_worker)
+
+    publisher = sub.add_parser(
+        "publisher",
+        help="serve caption displays: live captions over WebSocket, history replay, SRT/WebVTT export",
+    )
+    publisher.set_defaults(func=commands.cmd_publisher)
+
+    check = sub.add_parser(
+        "check",
+        help="health probe (compose healthcheck): exit 0 when the service is ready, 1 and one line if not",
+    )
+    check.add_argument("service", choices=SERVICES)
+    check.add_argument(
+        "--url",
+        help="probe this URL (default: http://127.0.0.1:PORT/readyz of ingest or the publisher, "
+        "/healthz on WSP_WORKER_METRICS_PORT for a worker)",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for an answer"
+    )
+    check.set_defaults(func=commands.cmd_check)
+
+
+def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser("simulate", help="stream a file through the recognizer in real time, print commits")
+    _add_stream_args(sim)
+    sim.add_argument("--url", help="push the file to a running ingest service (http://HOST:PORT) instead")
+    sim.add_argument("--session", help="with --url: continue this session instead of creating one")
+    sim.add_argument("--token", help="with --session: that session's audio token")
+    sim.set_defaults(func=bench.cmd_simulate)
+
+    benchmarks = sub.add_parser("bench", help="benchmarks that print figures")
+    kinds = benchmarks.add_subparsers(dest="bench", required=True)
+    stream = kinds.add_parser("stream", help="latency and accuracy of streaming one file")
+    _add_stream_args(stream)
+    stream.add_argument("--ref", type=Path, help="reference transcript (UTF-8 text)")
+    stream.add_argument("--json", action="store_true", help="print one JSON object")
+    stream.set_defaults(func=bench.cmd_bench_stream)
+
+    noise = kinds.add_parser("nonspeech", help="what is committed on silence, white noise and tones")
+    noise.add_argument("--seconds", type=float, default=60.0, help="length of each signal (default 60)")
+    noise.add_argument("--language", default="ja")
+    noise.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    noise.add_argument("--model", help=MODEL_HELP)
+    noise.add_argument("--chunk-ms", type=int, default=500)
+    noise.add_argument(
+        "--comp-aware", action="store_true", help="real-time pace (default: as fast as possible)"
+    )
+    noise.add_argument(
+        "--no-vad", action="store_true", help="let every step reach the model (tests the guards)"
+    )
+    noise.set_defaults(func=bench.cmd_bench_nonspeech)
+
+    failover = kinds.add_parser(
+        "failover",
+        help="kill the worker that owns a live session (real processes, scripted engine): "
+        "how soon captions resume, and whether a word is lost or repeated",
+    )
+    failover.add_argument("--runs", type=int, default=3, help="failovers to measure (default 3)")
+    failover.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=Settings.model_fields["lease_ttl_s"].default,
+        help="WSP_LEASE_TTL_S of the workers (default: the deployment default, %(default)s s)",
+    )
+    failover.set_defaults(func=bench.cmd_bench_failover)
+
+    pipeline = kinds.add_parser(
+        "pipeline",
+        help="load: sessions x displays through real ingest, workers (scripted engine) and publisher; "
+        "latency the pipeline adds, captions lost, Redis memory, CPU per session",
+    )
+    pipeline.add_argument("--sessions", type=int, default=100, help="concurrent sessions (default 100)")
+    pipeline.add_argument("--displays", type=int, default=10, help="displays per session (default 10)")
+    pipeline.add_argument("--seconds", type=float, default=60.0, help="audio per session (default 60)")
+    pipeline.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    pipeline.add_argument(
+        "--display-procs", type=int, default=2, help="client processes holding the displays (default 2)"
+    )
+    pipeline.add_argument("--workdir", type=Path, help="keep the processes' logs in this directory")
+    pipeline.set_defaults(func=bench.cmd_bench_pipeline)
+
+    fuzz = kinds.add_parser(
+        "fuzz",
+        help="send generated malformed, out-of-order and unauthorised input to a real ingest service; "
+        "count crashes and unclear answers",
+    )
+    fuzz.add_argument("--cases", type=int, default=1000, help="cases to send (default 1000)")
+    fuzz.add_argument("--seed", type=int, default=1, help="random seed: the same seed sends the same cases")
+    fuzz.add_argument("--concurrency", type=int, default=8, help="cases in flight at once (default 8)")
+    fuzz.set_defaults(func=bench.cmd_bench_fuzz)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsp", description="Whisper Streaming Pipeline: live captions for venues."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_services(sub)
+    _add_benchmarks(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        return int(args.func(args))
+    except WspError as exc:
+        print(f"wsp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wsp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
