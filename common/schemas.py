@@ -1,10 +1,17 @@
-"""Wire schemas: everything that crosses Redis or a socket, versioned."""
+"""Wire schemas: everything that crosses Redis or a socket, versioned.
+
+Every message a service sends or takes on a socket has its model here, used by the service and by the
+clients of ``wsp`` alike: the audio WebSocket (:class:`AudioStart`, :class:`AudioEnd` in; :class:`AudioReady`,
+:class:`AudioAck`, :class:`AudioEnded`, :class:`ErrorMessage` out), the captions WebSocket
+(:class:`CaptionEvent`, :class:`ErrorMessage`) and the session API's bodies. What Redis stores is written
+and read through :mod:`common.contract`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class WordModel(BaseModel):
@@ -78,8 +85,16 @@ class SessionCreate(BaseModel):
     title: str = Field("", max_length=200)
 
 
+SessionStatus = Literal["open", "streaming", "ended"]
+"""``open`` once created, ``streaming`` once its audio started, ``ended`` once every track was flushed."""
+
+
 class SessionRecord(BaseModel):
-    """What Redis keeps about a session (``keys.session``), minus secrets."""
+    """What Redis keeps about a session (``keys.session``), minus secrets.
+
+    ``status`` is kept in its own field of the session hash, where the scripts change it; the record
+    read back through :func:`common.contract.sessions.load` carries its current value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -89,8 +104,37 @@ class SessionRecord(BaseModel):
     language: str
     tracks: list[TrackSpec]
     glossary: list[str] = Field(default_factory=list)
-    status: Literal["open", "streaming", "ended"] = "open"
+    status: SessionStatus = "open"
     created_at: float
+
+
+class SessionLinks(BaseModel):
+    """Where a session's audio goes and where its captions are read (each URL carries a token only in the
+    answer to the session's creation)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    audio_url: str
+    captions_url: str
+    display_url: str
+
+
+class SessionCreated(SessionLinks):
+    """The answer to ``POST /v1/sessions``: the record and, shown this once, the session's two tokens."""
+
+    record: SessionRecord
+    audio_token: str
+    read_token: str
+
+
+class SessionState(SessionLinks):
+    """The answer to ``GET /v1/sessions/{sid}``: the record and how far its audio has come."""
+
+    record: SessionRecord
+    status: SessionStatus
+    samples: int
+    audio_ended: bool
 
 
 # --- audio WebSocket protocol -------------------------------------------------------------------
@@ -108,9 +152,55 @@ class AudioStart(BaseModel):
 
 
 class AudioEnd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The closing JSON message on the audio WebSocket: no more audio will come. Other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
     type: Literal["end"]
+
+
+class _AudioCount(BaseModel):
+    """A reply of the audio WebSocket that says how many samples the session holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    samples: int = Field(ge=0)
+
+
+class AudioReady(_AudioCount):
+    """The answer to the start message: the samples the session already holds (the next frame's first)."""
+
+    type: Literal["ready"] = "ready"
+
+
+class AudioAck(_AudioCount):
+    """Sent about once per second of accepted audio: the samples the session holds now."""
+
+    type: Literal["ack"] = "ack"
+
+
+class AudioEnded(_AudioCount):
+    """The answer to the end message, before the close: the session's total samples."""
+
+    type: Literal["ended"] = "ended"
+
+
+class ErrorMessage(BaseModel):
+    """A refusal, on every socket and in every HTTP error body: a short code and a sentence for a person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+AudioReply = Annotated[AudioReady | AudioAck | AudioEnded | ErrorMessage, Field(discriminator="type")]
+"""Any message the ingest service sends on the audio WebSocket."""
+
+AUDIO_REPLY: TypeAdapter[AudioReady | AudioAck | AudioEnded | ErrorMessage] = TypeAdapter(AudioReply)
+"""Reads an :data:`AudioReply` (``AUDIO_REPLY.validate_json(text)``)."""
 
 
 # --- captions -----------------------------------------------------------------------------------
@@ -122,6 +212,9 @@ class CaptionEvent(BaseModel):
     ``final`` events carry a per-track ``seq`` (1, 2, 3, ... with no gaps) and never change; ``partial``
     events carry the current unstable tail of a track and replace the previous partial of that track;
     ``skip`` says the worker jumped ahead over ``start``-``end`` to catch up; ``end`` closes the session.
+
+    ``seq`` is the last field: the commit script writes a final's number after the rest of its JSON
+    (:func:`common.contract.captions.final_template`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -129,8 +222,15 @@ class CaptionEvent(BaseModel):
     v: Literal[1] = 1
     type: Literal["final", "partial", "skip", "end"]
     track: str
-    seq: int | None = None
     text: str = ""
     start: float | None = None
     end: float | None = None
     emitted_at: float = Field(description="Unix time when the worker committed it.")
+    seq: int | None = None
+
+
+CaptionsMessage = Annotated[CaptionEvent | ErrorMessage, Field(discriminator="type")]
+"""Any message the publisher sends on the captions WebSocket."""
+
+CAPTIONS_MESSAGE: TypeAdapter[CaptionEvent | ErrorMessage] = TypeAdapter(CaptionsMessage)
+"""Reads a :data:`CaptionsMessage` (``CAPTIONS_MESSAGE.validate_json(text)``)."""
