@@ -11,12 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from asr_worker.core.words import Word
-from asr_worker.service.audio_feed import FIRST_ENTRY, AudioEntry, ResumeIndex, parse_or_skip, unseen_part
+from asr_worker.service.audio_feed import FIRST_ENTRY, AudioEntry, ResumeIndex, unseen_part
 from asr_worker.service.commit import (
     Committer,
     Fenced,
     TrackCommit,
-    caption_template,
     end_event,
     final_event,
     partial_event,
@@ -26,6 +25,8 @@ from asr_worker.service.runner import earliest, fresh_checkpoint
 from asr_worker.transcribers.factory import make_transcriber, uses_vad, write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.contract import keys
+from common.contract.audio import parse_or_skip
+from common.contract.captions import final_template
 from common.errors import ConfigError
 from common.schemas import CaptionEvent, ProcessorState, TrackCheckpoint
 from common.settings import Settings
@@ -54,7 +55,7 @@ def run(coro: Any) -> Any:
 # -- pure --------------------------------------------------------------------------------------
 def test_a_caption_template_takes_any_seq() -> None:
     event = final_event("ja", words("今日は", "晴れ。"), "")
-    head, tail = caption_template(event)
+    head, tail = final_template(event)
     parsed = CaptionEvent.model_validate_json(head + "42" + tail)
     assert parsed.seq == 42
     assert parsed.text == "今日は晴れ。"

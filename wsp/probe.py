@@ -9,6 +9,7 @@ worker of this host (or ``WSP_WORKER_ID``) has sent a heartbeat within one lease
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from common.contract import keys
+from common.contract import leases
 from common.errors import WspError
 from common.redis_conn import require_url
 from common.settings import Settings, describe
@@ -64,35 +65,33 @@ def probe_http(url: str, timeout: float) -> tuple[bool, str]:
 
 def probe_heartbeat(settings: Settings, timeout: float) -> tuple[bool, str]:
     """A worker of this host (or WSP_WORKER_ID) heartbeat within one lease TTL, according to Redis."""
-    import redis
+    return asyncio.run(_heartbeat(settings, timeout))
+
+
+async def _heartbeat(settings: Settings, timeout: float) -> tuple[bool, str]:
+    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
     url = require_url(settings.redis_url)
     host = socket.gethostname()
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
-        seen: Any = client.zrangebyscore(keys.workers(), time.time() - settings.lease_ttl_s, "+inf")
-        for raw in seen:
-            worker_id = _text(raw)
-            if settings.worker_id:
-                if worker_id == settings.worker_id:
-                    return True, f"worker {worker_id} heartbeat is current"
-                continue
-            worker_host: Any = client.hget(keys.worker(worker_id), "host")
-            if worker_host is not None and _text(worker_host) == host:
-                return True, f"worker {worker_id} heartbeat is current"
+        seen = await leases.seen_since(client, time.time() - settings.lease_ttl_s)
+        if settings.worker_id:
+            if settings.worker_id in seen:
+                return True, f"worker {settings.worker_id} heartbeat is current"
+        else:
+            for worker in await leases.advertisements(client, seen):
+                if worker.host == host:
+                    return True, f"worker {worker.worker_id} heartbeat is current"
     except RedisError as exc:
         return False, f"cannot reach Redis at {url}: {exc}"
     finally:
-        client.close()
+        await client.aclose()
     window = f"within {settings.lease_ttl_s:g} s"
     if settings.worker_id:
         return False, f"worker {settings.worker_id} has sent no heartbeat {window}"
     return False, f"no worker of host {host} has sent a heartbeat {window}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def run_check(service: str, settings: Settings, url: str | None, timeout: float) -> tuple[bool, str]:

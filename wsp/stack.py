@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from asr_worker.service.monitor import worker_monitor
 from asr_worker.service.worker import Worker
 from asr_worker.transcribers.factory import make_transcriber, uses_vad
-from common.contract import keys
+from common.contract import leases
 from common.errors import WspError
 from common.redis_conn import EmbeddedRedis, async_client
 from common.settings import Settings
@@ -102,7 +102,7 @@ class Stack:
                             raise exc
                         raise WspError(f"a service stopped while starting: {exc or 'it exited'}")
                 servers_up = all(s.started for s in self._servers)
-                if servers_up and await probe.zscore(keys.workers(), self.worker.id) is not None:
+                if servers_up and await leases.last_heartbeat(probe, self.worker.id) is not None:
                     return
                 await asyncio.sleep(0.1)
             raise WspError(f"the services did not come up within {READY_TIMEOUT_S:.0f} s")

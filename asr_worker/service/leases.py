@@ -1,8 +1,8 @@
-"""Who runs which session: leases with a fencing epoch, and workers advertising their free room.
+"""Who runs which session: a worker's claims, and the decisions behind them.
 
-A worker owns a session while ``keys.lease(sid)`` holds its id (SET NX PX ttl, renewed by heartbeat).
-Every claim increments ``keys.epoch(sid)``; the new value is the fencing token every commit is checked
-against, so a worker that lost its lease (paused, partitioned, presumed dead) can never write again.
+A worker owns a session through a lease with a fencing epoch (:mod:`common.contract.leases`: a worker
+that lost its lease can never write again) and advertises its free room. A new session goes to the worker
+with the most room (:func:`claim_quota`); one that has waited too long goes to any worker with room.
 """
 
 from __future__ import annotations
@@ -14,50 +14,16 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
-from common.contract import keys
+from common.contract import leases, sessions
+from common.contract.leases import Lease
 
 log = logging.getLogger(__name__)
 
-CLAIM_SCRIPT = """
--- KEYS: 1 lease, 2 epoch; ARGV: 1 worker id, 2 ttl ms. Returns the new epoch, or nil if held.
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-return false
-"""
-
-RENEW_SCRIPT = """
--- KEYS: 1 lease, 2 epoch; ARGV: 1 worker id, 2 ttl ms, 3 token. 1 if renewed, 0 if lost.
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-RELEASE_SCRIPT = """
--- KEYS: 1 lease, 2 epoch; ARGV: 1 worker id, 2 token. 1 if released, 0 if it was not ours.
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 STALE_WORKER_TTLS = 10
 """A worker silent for this many lease TTLs is removed from the worker set by whoever notices."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A session held by a worker, with the fencing token its commits must carry."""
-
-    sid: str
-    worker_id: str
-    token: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +65,6 @@ def claim_quota(me: Room, others: Iterable[Room], waited_s: float, grace_s: floa
     return me.free if me.free >= best_other else 0
 
 
-def live_rooms(rows: Iterable[tuple[str, Sequence[Any]]]) -> list[Room]:
-    """Rooms from (worker id, [capacity, owned]) rows; workers whose hash expired are skipped."""
-    rooms = []
-    for worker_id, (capacity, owned) in rows:
-        if capacity is None or owned is None:
-            continue
-        rooms.append(Room(worker_id, int(capacity), int(owned)))
-    return rooms
-
-
 # -- Redis adapter ------------------------------------------------------------------------------
 class Leases:
     """Claims, renews and releases session leases for one worker, and advertises its room."""
@@ -117,78 +73,42 @@ class Leases:
         self.redis = redis
         self.worker_id = worker_id
         self.ttl_ms = max(1, round(ttl_s * 1000))
-        self._claim: Any = redis.register_script(CLAIM_SCRIPT)
-        self._renew: Any = redis.register_script(RENEW_SCRIPT)
-        self._release: Any = redis.register_script(RELEASE_SCRIPT)
 
     async def claim(self, sid: str) -> Lease | None:
         """Take the session if no one holds it; the lease carries the new epoch."""
-        token = await self._claim(keys=[keys.lease(sid), keys.epoch(sid)], args=[self.worker_id, self.ttl_ms])
-        if token is None:
-            return None
-        return Lease(sid, self.worker_id, int(token))
+        return await leases.claim(self.redis, sid, self.worker_id, self.ttl_ms)
 
     async def renew(self, lease: Lease) -> bool:
         """Extend the lease; False when it is no longer ours (the session must be dropped)."""
-        kept = await self._renew(
-            keys=[keys.lease(lease.sid), keys.epoch(lease.sid)],
-            args=[self.worker_id, self.ttl_ms, lease.token],
-        )
-        return bool(kept)
+        return await leases.renew(self.redis, lease, self.ttl_ms)
 
     async def release(self, lease: Lease) -> bool:
         """Give the session back at once, so another worker may take it over without waiting."""
-        done = await self._release(
-            keys=[keys.lease(lease.sid), keys.epoch(lease.sid)], args=[self.worker_id, lease.token]
-        )
-        return bool(done)
+        return await leases.release(self.redis, lease)
 
     async def unowned_sessions(self, mine: Iterable[str]) -> list[tuple[str, float]]:
         """(sid, created unix time) of active sessions with no live lease, oldest first."""
-        rows: Any = await self.redis.zrange(keys.sessions_active(), 0, -1, withscores=True)
-        active = [(_text(sid), float(score)) for sid, score in rows]
-        valid = [(sid, score) for sid, score in active if keys.SESSION_ID.fullmatch(sid)]
-        if not valid:
+        active = await sessions.active(self.redis)
+        if not active:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid, _ in valid:
-                pipe.exists(keys.lease(sid))
-            held = [bool(n) for n in await pipe.execute()]
-        free = set(unowned([sid for sid, _ in valid], held, mine))
-        return [(sid, score) for sid, score in valid if sid in free]
+        held = await leases.leased(self.redis, [sid for sid, _ in active])
+        free = set(unowned([sid for sid, _ in active], held, mine))
+        return [(sid, created) for sid, created in active if sid in free]
 
     async def advertise(self, capacity: int, owned: int) -> None:
-        """Heartbeat of the worker itself: its room (a hash with a TTL) and its last-seen time."""
+        """Heartbeat of the worker itself: its room and its last-seen time."""
         now = time.time()
-        name = keys.worker(self.worker_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(name, mapping={"capacity": capacity, "owned": owned, "host": socket.gethostname()})
-            pipe.pexpire(name, self.ttl_ms)
-            pipe.zadd(keys.workers(), {self.worker_id: now})
-            pipe.zremrangebyscore(keys.workers(), "-inf", now - STALE_WORKER_TTLS * self.ttl_ms / 1000)
-            await pipe.execute()
+        forget_before = now - STALE_WORKER_TTLS * self.ttl_ms / 1000
+        await leases.advertise(
+            self.redis, self.worker_id, capacity, owned, socket.gethostname(), self.ttl_ms, now, forget_before
+        )
 
     async def withdraw(self) -> None:
         """Stop advertising (graceful stop)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.worker(self.worker_id))
-            pipe.zrem(keys.workers(), self.worker_id)
-            await pipe.execute()
+        await leases.withdraw(self.redis, self.worker_id)
 
     async def other_rooms(self) -> list[Room]:
         """The room of every other worker seen within one lease TTL."""
-        since = time.time() - self.ttl_ms / 1000
-        seen: Any = await self.redis.zrangebyscore(keys.workers(), since, "+inf")
-        ids = [_text(w) for w in seen]
-        ids = [w for w in ids if w != self.worker_id]
-        if not ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.hmget(keys.worker(worker_id), ["capacity", "owned"])
-            values = await pipe.execute()
-        return live_rooms(zip(ids, values, strict=True))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        seen = await leases.seen_since(self.redis, time.time() - self.ttl_ms / 1000)
+        others = await leases.advertisements(self.redis, [w for w in seen if w != self.worker_id])
+        return [Room(ad.worker_id, ad.capacity, ad.owned) for ad in others]

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from asr_worker.core.processor import OnlineProcessor, StepResult
 from asr_worker.core.seam import SpeechDetector, Transcriber
 from asr_worker.service import audio_feed
-from asr_worker.service.audio_feed import AudioEntry, ResumeIndex
+from asr_worker.service.audio_feed import ResumeIndex
 from asr_worker.service.commit import (
     Committer,
     TrackCommit,
@@ -32,10 +32,11 @@ from asr_worker.service.commit import (
     partial_event,
     skip_event,
 )
-from asr_worker.service.leases import Lease
 from asr_worker.service.metrics import WorkerMetrics, entry_time
 from common.audio import SAMPLE_RATE
-from common.contract import keys
+from common.contract import audio, captions, sessions
+from common.contract.audio import FIRST_ENTRY, NONE_SEEN, AudioEntry
+from common.contract.leases import Lease
 from common.errors import WspError
 from common.options import StreamingOptions
 from common.schemas import CaptionEvent, ProcessorState, SessionRecord, TrackCheckpoint, TrackSpec
@@ -82,7 +83,7 @@ class TrackRun:
     fed_until: int
     ended: bool = False
     last_partial: str = ""
-    saved_from: str = audio_feed.FIRST_ENTRY
+    saved_from: str = FIRST_ENTRY
     """The audio entry its saved checkpoint resumes from: nothing before it is needed any more."""
 
 
@@ -111,7 +112,7 @@ class SessionRunner:
         self._index = ResumeIndex()
         self._tracks: dict[str, TrackRun] = {}
         self._limits = limits or RunLimits()
-        self._trimmed_to = audio_feed.FIRST_ENTRY
+        self._trimmed_to = FIRST_ENTRY
         self.skips = 0
         self._metrics = metrics or WorkerMetrics()
         self._batch_samples = 0
@@ -145,9 +146,8 @@ class SessionRunner:
         if all(t.ended for t in self._tracks.values()):
             await self._close()
             return
-        stream = keys.audio(self.sid)
-        entries = await audio_feed.read_range(self.redis, stream, resume_from, READ_COUNT)
-        cursor = resume_from if resume_from != audio_feed.FIRST_ENTRY else "0-0"
+        entries = await audio.read_range(self.redis, self.sid, resume_from, READ_COUNT)
+        cursor = resume_from if resume_from != FIRST_ENTRY else NONE_SEEN
         moved = time.monotonic()
         while not self._stopping.is_set():
             if entries:
@@ -156,14 +156,14 @@ class SessionRunner:
                     await self._close()
                     return
             elif self._limits.idle_s and time.monotonic() - moved > self._limits.idle_s:
-                await self._end_idle(stream, cursor)
+                await self._end_idle(cursor)
                 moved = time.monotonic()
-            entries = await audio_feed.read_after(self.redis, stream, cursor, READ_COUNT, READ_BLOCK_MS)
+            entries = await audio.read_after(self.redis, self.sid, cursor, READ_COUNT, READ_BLOCK_MS)
         log.info("session %s: stopped after the current step", self.sid, extra={"session": self.sid})
 
-    async def _end_idle(self, stream: str, seen: str) -> None:
+    async def _end_idle(self, seen: str) -> None:
         """No audio for ``idle_s``: end the session's audio (the end entry then closes it as usual)."""
-        if await audio_feed.end_quiet_audio(self.redis, keys.session(self.sid), stream, seen, time.time()):
+        if await sessions.end_idle_audio(self.redis, self.lease, seen, time.time()):
             log.warning(
                 "session %s: no audio for %.0f s, ending it",
                 self.sid,
@@ -173,18 +173,17 @@ class SessionRunner:
 
     # -- setup ----------------------------------------------------------------------------------
     async def _load_record(self) -> SessionRecord:
-        raw = await self.redis.hget(keys.session(self.sid), "record")
-        if raw is None:
+        view = await sessions.load(self.redis, self.sid)
+        if view is None:
             raise SessionGone(f"session {self.sid} has no record")
-        return SessionRecord.model_validate_json(raw)
+        return view.record
 
     async def _load_tracks(self, record: SessionRecord) -> str:
         """Build each track's processor from its checkpoint; the entry id to re-read audio from."""
-        names = [t.name for t in record.tracks]
-        saved = await self.redis.mget([keys.state(self.sid, n) for n in names])
+        saved = await captions.checkpoints(self.redis, self.sid, [t.name for t in record.tracks])
         resume_points = []
-        for spec, raw in zip(record.tracks, saved, strict=True):
-            checkpoint = TrackCheckpoint.model_validate_json(raw) if raw else fresh_checkpoint()
+        for spec, found in zip(record.tracks, saved, strict=True):
+            checkpoint = found or fresh_checkpoint()
             options = self._options_for(record, spec)
             processor = OnlineProcessor(self._transcriber, options, self._detector, checkpoint.processor)
             start = checkpoint.processor.buffer_start_sample
@@ -238,7 +237,7 @@ class SessionRunner:
 
     async def _catch_up(self, entries: list[AudioEntry]) -> None:
         """Tracks too far behind real time jump to the live edge, and say so in the caption stream."""
-        newest = await audio_feed.live_edge(self.redis, keys.audio(self.sid))
+        newest = await audio.newest(self.redis, self.sid)
         if newest is None:
             return
         edge = newest.sample_end
@@ -267,7 +266,7 @@ class SessionRunner:
     async def _trim_audio(self) -> None:
         """Drop the audio entries before the earliest one a live track's saved checkpoint resumes from."""
         keep = earliest([t.saved_from for t in self._live_tracks()])
-        if keep in (audio_feed.FIRST_ENTRY, self._trimmed_to):
+        if keep in (FIRST_ENTRY, self._trimmed_to):
             return
         trimmed = await self._committer.trim_audio(self.lease, keep)
         self._trimmed_to = keep
@@ -321,16 +320,10 @@ class SessionRunner:
         """Every track ended: mark the session ended, take it off the active set, let its data expire.
 
         The audio is no longer needed (only the end marker is kept); captions stay for replay and export
-        until the retention time has passed.
+        until the retention time has passed. Fenced like every write of the runner.
         """
         retention_ms = max(1, round(self._limits.retention_s * 1000))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.session(self.sid), "status", "ended")
-            pipe.zrem(keys.sessions_active(), self.sid)
-            pipe.xtrim(keys.audio(self.sid), maxlen=1, approximate=False)
-            for key in keys.session_keys(self.sid, list(self._tracks)):
-                pipe.pexpire(key, retention_ms)
-            await pipe.execute()
+        await sessions.close(self.redis, self.lease, list(self._tracks), retention_ms)
         self.finished = True
         log.info("session %s: ended and flushed", self.sid, extra={"session": self.sid})
 
@@ -343,8 +336,8 @@ def fresh_checkpoint() -> TrackCheckpoint:
 
 def earliest(entry_ids: list[str]) -> str:
     """The earliest of some stream entry ids (``-`` is the start of the stream)."""
-    if not entry_ids or audio_feed.FIRST_ENTRY in entry_ids:
-        return audio_feed.FIRST_ENTRY
+    if not entry_ids or FIRST_ENTRY in entry_ids:
+        return FIRST_ENTRY
 
     def order(eid: str) -> tuple[int, int]:
         ms, _, seq = eid.partition("-")

@@ -21,12 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asr_worker.core.seam import SpeechDetector, Transcriber
-from asr_worker.service.commit import Fenced
-from asr_worker.service.leases import Lease, Leases, Room, claim_quota, default_worker_id
+from asr_worker.service.leases import Leases, Room, claim_quota, default_worker_id
 from asr_worker.service.metrics import WorkerMetrics
 from asr_worker.service.runner import RunLimits, SessionRunner, track_options
 from asr_worker.transcribers.silero import SileroDetector
 from common import eventloop
+from common.contract.leases import Fenced, Lease
 from common.errors import WspError
 from common.redis_conn import async_client, require_url
 from common.retry import backoff_s

@@ -25,7 +25,7 @@ from redis.asyncio import Redis as AsyncRedis
 from asr_worker.core.words import Word
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
-from common.contract import keys
+from common.contract import leases
 from wsp.bench.processes import Display, LocalPipeline, PipelineError, Received, audio_for, stream
 from wsp.client import open_session
 
@@ -60,11 +60,6 @@ class FailoverOutcome:
     epoch: int
 
 
-async def _owner(db: AsyncRedis, sid: str) -> str | None:
-    value = await db.get(keys.lease(sid))
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def failover_once(pipeline: LocalPipeline, words: list[Word]) -> FailoverOutcome:
     """One session in English (one track), its owner SIGKILLed after :data:`KILL_AFTER_FINALS` finals."""
     info = await open_session(pipeline.ingest_url, None, language="en")
@@ -77,20 +72,20 @@ async def failover_once(pipeline: LocalPipeline, words: list[Word]) -> FailoverO
         await asyncio.wait_for(display.connected.wait(), 10)
         pushing = stream(info.audio_url, audio_for(words))
         await display.wait_finals(KILL_AFTER_FINALS, timeout_s=audio_s)
-        killed = await _owner(db, info.id)
+        killed = await leases.holder(db, info.id)
         if killed is None or killed not in pipeline.procs:
             raise PipelineError(f"session {info.id} is held by {killed!r}, not by a worker of this pipeline")
         killed_at, killed_wall = time.monotonic(), time.time()
         pipeline.kill(killed)
         deadline = killed_at + pipeline.lease_ttl_s + 10
-        while (successor := await _owner(db, info.id)) in (None, killed):
+        while (successor := await leases.holder(db, info.id)) in (None, killed):
             if time.monotonic() > deadline:
                 raise PipelineError(f"no worker took session {info.id} over from {killed}")
             await asyncio.sleep(0.02)
         taken_over_s = time.monotonic() - killed_at
         await asyncio.wait_for(pushing, audio_s + 10)
         await asyncio.wait_for(watching, pipeline.lease_ttl_s + 20)
-        epoch = int(await db.get(keys.epoch(info.id)) or 0)
+        epoch = await leases.epoch(db, info.id)
     finally:
         for task in (watching, pushing):
             if task is not None:
