@@ -9,11 +9,12 @@ shutdown fail. Here such a handshake is answered at once with a JSON error and t
 
 from __future__ import annotations
 
-import json
 import logging
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidMessage
+
+from common.schemas import ErrorMessage
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def _status(exc: BaseException) -> tuple[int, str, str]:
 
 
 def handshake_refusal(exc: BaseException) -> bytes:
-    """A complete HTTP/1.1 response carrying ``{"type": "error", "code": "bad_handshake", ...}``."""
+    """A complete HTTP/1.1 response carrying an :class:`ErrorMessage` with the code ``bad_handshake``."""
     status, phrase, message = _status(exc)
-    body = json.dumps({"type": "error", "code": "bad_handshake", "message": message}).encode()
+    body = ErrorMessage(code="bad_handshake", message=message).model_dump_json().encode()
     head = (
         f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

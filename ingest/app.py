@@ -25,7 +25,15 @@ from common.audio import SAMPLE_RATE
 from common.contract import keys
 from common.metrics import metrics_response
 from common.options import WHISPER_LANGUAGES
-from common.schemas import SessionCreate, SessionRecord, TrackSpec
+from common.schemas import (
+    ErrorMessage,
+    SessionCreate,
+    SessionCreated,
+    SessionLinks,
+    SessionRecord,
+    SessionState,
+    TrackSpec,
+)
 from common.settings import Settings
 from ingest.audio_ws import AudioLimits, audio_router
 from ingest.metrics import IngestMetrics
@@ -49,7 +57,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
+    return JSONResponse(ErrorMessage(code=code, message=message).model_dump(), status_code=status)
 
 
 def new_session_id() -> str:
@@ -85,10 +93,11 @@ def build_record(body: SessionCreate, sid: str, now: float) -> SessionRecord:
     )
 
 
-def session_urls(
+def session_links(
     request: Request, settings: Settings, sid: str, tokens: auth.SessionTokens | None = None
-) -> dict[str, str]:
-    """Where a client sends the audio (this service) and where displays read captions (the publisher).
+) -> dict[str, Any]:
+    """Where a client sends the audio (this service) and where displays read captions (the publisher):
+    the fields of :class:`~common.schemas.SessionLinks`.
 
     With ``tokens`` (only when the session is created) each URL carries the right one: the audio URL the
     audio token, the captions and display URLs the read token. Otherwise no URL carries a secret.
@@ -107,7 +116,7 @@ def session_urls(
             name: auth.with_token(url, tokens.audio if name == "audio_url" else tokens.read)
             for name, url in urls.items()
         }
-    return urls
+    return SessionLinks(id=sid, **urls).model_dump()
 
 
 def _require(denied: auth.Denied | None) -> None:
@@ -197,7 +206,7 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
         return error_response(503, "unavailable", "session storage is unavailable; try again shortly")
 
     @app.post("/v1/sessions", status_code=201)
-    async def create_session(request: Request) -> dict[str, Any]:
+    async def create_session(request: Request) -> SessionCreated:
         """The key is checked before the body is even read; the body is read up to a bound."""
         if api_key and not auth.is_api_key(auth.bearer(request.headers.get("authorization")), api_key):
             raise ApiError(
@@ -212,32 +221,28 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
         except AtCapacity as exc:
             raise ApiError(503, "at_capacity", str(exc)) from exc
         metrics.sessions_created.inc()
-        return {
-            "id": sid,
-            "record": record.model_dump(mode="json"),
-            "audio_token": tokens.audio,
-            "read_token": tokens.read,
-            **session_urls(request, settings, sid, tokens),
-        }
+        return SessionCreated(
+            record=record,
+            audio_token=tokens.audio,
+            read_token=tokens.read,
+            **session_links(request, settings, sid, tokens),
+        )
 
     @app.get("/v1/sessions/{sid}")
-    async def get_session(sid: str, request: Request) -> dict[str, Any]:
+    async def get_session(sid: str, request: Request) -> SessionState:
         sid = _session_id(sid)
         token = auth.presented_token(request.query_params, request.headers)
         _require(await auth.authorize(token, auth.Scope.READ, api_key, lambda: store.token_hashes(sid)))
         view = await store.get(sid)
         if view is None:
             raise ApiError(404, "unknown_session", f"no session {sid!r}")
-        record = view.record.model_dump(mode="json")
-        record["status"] = view.status
-        return {
-            "id": sid,
-            "record": record,
-            "status": view.status,
-            "samples": view.samples,
-            "audio_ended": view.audio_ended,
-            **session_urls(request, settings, sid),
-        }
+        return SessionState(
+            record=view.record,
+            status=view.status,
+            samples=view.samples,
+            audio_ended=view.audio_ended,
+            **session_links(request, settings, sid),
+        )
 
     @app.websocket("/{path:path}")
     async def no_such_socket(websocket: WebSocket, path: str) -> None:
@@ -245,7 +250,7 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
         await websocket.accept()
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             message = f"no WebSocket endpoint at /{path[:80]}; audio goes to /v1/sessions/SID/audio"
-            await websocket.send_json({"type": "error", "code": "not_found", "message": message})
+            await websocket.send_text(ErrorMessage(code="not_found", message=message).model_dump_json())
             await websocket.close(4404, reason="not_found")
 
     @app.get("/healthz")

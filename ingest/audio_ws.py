@@ -2,24 +2,26 @@
 
 0. The URL carries the session's audio token (or the deployment's API key): ``?token=...``; without it
    the first message is answered with an ``unauthorized`` error and close code 4401.
-1. The client sends one JSON text message, :class:`common.schemas.AudioStart`.
-   The server answers ``{"type": "ready", "samples": N}`` (N: samples already accepted, so a client that
-   reconnects knows where the session stands; its next frame continues at sample N).
+1. The client sends one JSON text message, :class:`~common.schemas.AudioStart`.
+   The server answers :class:`~common.schemas.AudioReady` ``{"type": "ready", "samples": N}`` (N: samples
+   already accepted, so a client that reconnects knows where the session stands; its next frame
+   continues at sample N).
 2. The client sends binary frames of PCM s16le, 16 kHz, mono. Each accepted frame is appended to the
-   session's audio stream; about once a second of audio the server says ``{"type": "ack", "samples": N}``.
-3. The client sends ``{"type": "end"}``; the server appends the single ``end`` entry, answers
-   ``{"type": "ended", "samples": N}`` and closes with 1000.
+   session's audio stream; about once a second of audio the server says :class:`~common.schemas.AudioAck`
+   ``{"type": "ack", "samples": N}``.
+3. The client sends :class:`~common.schemas.AudioEnd` ``{"type": "end"}``; the server appends the single
+   ``end`` entry, answers :class:`~common.schemas.AudioEnded` ``{"type": "ended", "samples": N}`` and
+   closes with 1000.
 
 A client that disconnects without ``end`` may reconnect and go on. A new connection that starts the same
-session takes it over: the older one is refused on its next frame. Any refusal is a JSON
-``{"type": "error", "code": ..., "message": ...}`` followed by a close with a 4xxx code; it ends only the
-connection that caused it.
+session takes it over: the older one is refused on its next frame. Any refusal is an
+:class:`~common.schemas.ErrorMessage` ``{"type": "error", "code": ..., "message": ...}`` followed by a
+close with a 4xxx code; it ends only the connection that caused it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -34,7 +36,7 @@ from starlette.websockets import WebSocketState
 from common import auth
 from common.audio import SAMPLE_RATE
 from common.contract import keys
-from common.schemas import AudioStart
+from common.schemas import AudioAck, AudioEnd, AudioEnded, AudioReady, AudioStart, ErrorMessage
 from ingest.metrics import IngestMetrics
 from ingest.store import (
     BYTES_PER_SAMPLE,
@@ -119,7 +121,7 @@ async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
     if websocket.application_state != WebSocketState.CONNECTED:
         return
     try:
-        await websocket.send_json({"type": "error", "code": refusal.code, "message": refusal.message})
+        await websocket.send_text(ErrorMessage(code=refusal.code, message=refusal.message).model_dump_json())
         await websocket.close(refusal.close_code, reason=refusal.code)
     except (WebSocketDisconnect, RuntimeError, OSError) as exc:
         log.debug("could not deliver refusal %s: %s", refusal.code, exc)
@@ -148,17 +150,15 @@ def _parse_start(message: Mapping[str, Any]) -> AudioStart:
 
 
 def _check_control(text: str) -> None:
-    """A text frame after the start must be ``{"type": "end"}``."""
+    """A text frame after the start must be :class:`AudioEnd`."""
     try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
-        body = None
-    if not (isinstance(body, dict) and body.get("type") == "end"):
+        AudioEnd.model_validate_json(text)
+    except ValidationError as exc:
         raise Refusal(
             CLOSE_BAD_REQUEST,
             "unexpected_message",
             'after the start message, send binary PCM frames or JSON {"type": "end"}',
-        )
+        ) from exc
 
 
 def _check_frame(pcm: bytes, limits: AudioLimits) -> None:
@@ -222,7 +222,7 @@ async def _serve(
     except SessionClosed as exc:
         raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
     log.info("audio %s: streaming from sample %d", sid, samples, extra={"session": sid})
-    await websocket.send_json({"type": "ready", "samples": samples})
+    await websocket.send_text(AudioReady(samples=samples).model_dump_json())
 
     acked = samples
     smallest_frame = 0
@@ -233,7 +233,7 @@ async def _serve(
             if pcm is None:
                 _check_control(message.get("text") or "")
                 total = await store.end(sid, writer)
-                await websocket.send_json({"type": "ended", "samples": total})
+                await websocket.send_text(AudioEnded(samples=total).model_dump_json())
                 await websocket.close(1000)
                 return
             _check_frame(pcm, limits)
@@ -254,4 +254,4 @@ async def _serve(
             raise Refusal(CLOSE_CONFLICT, "replaced", str(exc)) from exc
         if samples - acked >= ACK_EVERY_SAMPLES:
             acked = samples
-            await websocket.send_json({"type": "ack", "samples": samples})
+            await websocket.send_text(AudioAck(samples=samples).model_dump_json())
