@@ -3,8 +3,9 @@
 Every session gets two random tokens when it is created: an **audio** token, which may send the session's
 audio (and read its captions), and a **read** token, which may only read captions (the display page, the
 captions WebSocket, the SRT/VTT exports, the session's status). Redis keeps only their SHA-256, in the
-session hash, so a copy of the database grants nothing. When ``WSP_API_KEY`` is set, creating a session
-needs it (``Authorization: Bearer <key>``), and it is accepted wherever a token is.
+session hash (:func:`common.contract.sessions.token_hashes`), so a copy of the database grants nothing.
+When ``WSP_API_KEY`` is set, creating a session needs it (``Authorization: Bearer <key>``), and it is
+accepted wherever a token is.
 
 Checks are pure functions over the presented secret and the stored hashes; every comparison is
 constant-time (:func:`hmac.compare_digest` over digests of equal length).
@@ -18,10 +19,9 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 from urllib.parse import quote
 
-from common.contract import keys
+from common.contract import sessions
 
 TOKEN_BYTES = 24
 """Random bytes per token (32 URL-safe characters)."""
@@ -29,9 +29,9 @@ TOKEN_BYTES = 24
 MAX_TOKEN_CHARS = 512
 """A presented token longer than this is refused without being hashed."""
 
-AUDIO_HASH_FIELD = "audio_token_sha256"
-READ_HASH_FIELD = "read_token_sha256"
-"""Fields of the session hash (``keys.session``) that hold the tokens' SHA-256 (hex)."""
+AUDIO_HASH_FIELD = sessions.AUDIO_TOKEN_SHA256
+READ_HASH_FIELD = sessions.READ_TOKEN_SHA256
+"""The fields of the session hash that hold the tokens' SHA-256 (hex): the keys of the stored mappings."""
 
 UNAUTHORIZED = "unauthorized"
 """The error code of every refusal for a missing or wrong token or key."""
@@ -127,13 +127,6 @@ def bearer(authorization: str | None) -> str | None:
 def presented_token(query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
     """The secret a request carries: ``?token=`` (what browsers can send), else a Bearer header."""
     return query.get("token") or bearer(headers.get("authorization"))
-
-
-async def stored_hashes(redis: Any, sid: str) -> dict[str, str | None]:
-    """The token hashes of session ``sid`` (both None when there is no such session)."""
-    values = await redis.hmget(keys.session(sid), [AUDIO_HASH_FIELD, READ_HASH_FIELD])
-    decoded = [v.decode() if isinstance(v, bytes) else v for v in values]
-    return {AUDIO_HASH_FIELD: decoded[0], READ_HASH_FIELD: decoded[1]}
 
 
 async def authorize(

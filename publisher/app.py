@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from common import auth
-from common.contract import keys
+from common.contract import keys, sessions
+from common.contract.captions import Caption
 from common.metrics import metrics_response
-from common.schemas import CaptionEvent, SessionRecord
+from common.schemas import ErrorMessage, SessionRecord
 from common.settings import Settings
 from publisher.export import build_cues, rules_for, to_srt, to_vtt
 from publisher.hub import CaptionHub, Display
@@ -52,24 +52,15 @@ FORMATS = {
 }
 
 
-class _Unreadable(Exception):
-    """The session hash holds a record this version cannot read."""
-
-
 async def load_record(redis: Any, sid: str) -> SessionRecord | None:
     """The session record, or None when there is no such session."""
-    raw = await redis.hget(keys.session(sid), "record")
-    if raw is None:
-        return None
-    try:
-        return SessionRecord.model_validate_json(raw)
-    except ValidationError as exc:
-        log.error("session %s has an unreadable record: %s", sid, exc, extra={"session": sid})
-        raise _Unreadable(sid) from exc
+    view = await sessions.load(redis, sid)
+    return None if view is None else view.record
 
 
 def _error(code: str, message: str) -> dict[str, str]:
-    return {"type": "error", "code": code, "message": message}
+    """The body of an HTTP or WebSocket refusal (:class:`~common.schemas.ErrorMessage`)."""
+    return ErrorMessage(code=code, message=message).model_dump()
 
 
 def create_app(settings: Settings, redis: Any) -> FastAPI:
@@ -132,7 +123,7 @@ class ReadAccess:
     async def denied(self, redis: Any, sid: str) -> auth.Denied | None:
         """None when the token may read session ``sid`` (a valid id); else why not."""
         return await auth.authorize(
-            self.token, auth.Scope.READ, self.api_key, lambda: auth.stored_hashes(redis, sid)
+            self.token, auth.Scope.READ, self.api_key, lambda: sessions.token_hashes(redis, sid)
         )
 
 
@@ -163,7 +154,7 @@ async def _export(
             message = f"session {sid!r} has no track {chosen[:40]!r}; it has {', '.join(names)}"
             return JSONResponse(_error("unknown_track", message), status_code=400)
         finals = await CaptionHistory(redis, sid).finals(chosen)
-    except _Unreadable:
+    except sessions.UnreadableSession:
         return JSONResponse(_error("unreadable_session", "the session record cannot be read"), 500)
     except (RedisError, OSError) as exc:
         log.warning("export of %s failed: %s", sid, exc, extra={"session": sid})
@@ -176,7 +167,7 @@ async def _export(
 
 async def _refuse(websocket: WebSocket, close_code: int, code: str, message: str) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-        await websocket.send_json(_error(code, message))
+        await websocket.send_text(ErrorMessage(code=code, message=message).model_dump_json())
         await websocket.close(close_code, message[:120])
 
 
@@ -190,7 +181,7 @@ async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str, 
             await _refuse(websocket, auth.CLOSE_UNAUTHORIZED, auth.UNAUTHORIZED, denied.message)
             return
         record = await load_record(redis, sid)
-    except _Unreadable:
+    except sessions.UnreadableSession:
         await _refuse(websocket, 1011, "unreadable_session", "the session record cannot be read")
         return
     except (RedisError, OSError):
@@ -271,24 +262,24 @@ async def _pump(
     feed: DisplayFeed,
     metrics: PublisherMetrics,
 ) -> None:
-    async def send(event: CaptionEvent, text: str | None = None) -> None:
-        await websocket.send_text(event.model_dump_json() if text is None else text)
-        metrics.delivered(event.type)
+    async def send(caption: Caption) -> None:
+        await websocket.send_text(caption.text)  # the event's JSON as the worker stored it
+        metrics.delivered(caption.event.type)
 
     async def send_missed() -> None:
-        async for event in replay(history, feed):
-            await send(event)
+        async for caption in replay(history, feed):
+            await send(caption)
 
     await send_missed()
     while not feed.finished:
-        live = await display.queue.get()
-        if live.resync:  # the live subscription was made again: read what it may have missed
+        live = (await display.queue.get()).caption
+        if live is None:  # the live subscription was made again: read what it may have missed
             await send_missed()
             continue
         verdict = feed.live(live.event)
         if verdict is Verdict.SEND:
-            await send(live.event, live.text)
+            await send(live)
         elif verdict is Verdict.GAP:
             metrics.gap_repairs.inc()
-            for event in await catch_up(history, feed, live.event):
-                await send(event)
+            for caption in await catch_up(history, feed, live):
+                await send(caption)

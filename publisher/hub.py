@@ -20,11 +20,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from common.contract import keys
+from common.contract import captions, keys
+from common.contract.captions import Caption
 from common.retry import backoff_s
-from common.schemas import CaptionEvent
 from publisher.metrics import PublisherMetrics
-from publisher.replay import decode_event
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +35,15 @@ RESUBSCRIBE_ATTEMPTS = 8
 
 @dataclass(frozen=True)
 class LiveEvent:
-    """A live caption event, parsed and serialised once for every display."""
+    """What a display's queue holds: a live caption (parsed once for every display, sent as published),
+    or, without one, a resync marker: the subscription was made again, read the caption stream for what
+    was missed."""
 
-    event: CaptionEvent
-    text: str
-    resync: bool = False
-    """Not an event: the subscription was made again, read the caption stream for what was missed."""
+    caption: Caption | None
 
     @classmethod
     def resync_marker(cls) -> LiveEvent:
-        placeholder = CaptionEvent(type="partial", track="", emitted_at=0.0)
-        return cls(placeholder, "", resync=True)
+        return cls(None)
 
 
 class Display:
@@ -199,9 +196,9 @@ class CaptionHub:
                     )
                     self._fan_out(channel, LiveEvent.resync_marker())
                 elif kind == "message":
-                    event = decode_event(message["data"])
-                    if event is not None:
-                        self._fan_out(channel, LiveEvent(event, event.model_dump_json()))
+                    caption = captions.decode(message["data"])
+                    if caption is not None:
+                        self._fan_out(channel, LiveEvent(caption))
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await asyncio.shield(_unsubscribe(pubsub, name))

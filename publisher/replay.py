@@ -1,9 +1,9 @@
 """History replay and per-display ordering: every final reaches a display exactly once, in order, per track.
 
-The caption stream (``keys.captions``) is the record; pub/sub is live but lossy. A display first subscribes,
-then replays the stream after its ``since`` point, then takes live events through :class:`DisplayFeed`:
-a final already sent is skipped, a final that leaves a gap makes the feed read the missing ones from the
-stream first (:func:`catch_up`).
+The caption stream (:mod:`common.contract.captions`) is the record; pub/sub is live but lossy. A display
+first subscribes, then replays the stream after its ``since`` point, then takes live events through
+:class:`DisplayFeed`: a final already sent is skipped, a final that leaves a gap makes the feed read the
+missing ones from the stream first (:func:`catch_up`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic import ValidationError
-
-from common.contract import keys
+from common.contract import captions
+from common.contract.captions import Caption
 from common.errors import WspError
 from common.schemas import CaptionEvent
 
@@ -76,41 +75,23 @@ def _seq(text: str) -> int:
     return value
 
 
-def decode_event(raw: Any) -> CaptionEvent | None:
-    """A caption event from Redis bytes or text; None (and a warning) for anything unreadable."""
-    try:
-        return CaptionEvent.model_validate_json(raw)
-    except ValidationError as exc:
-        log.warning("unreadable caption event skipped: %s", exc.errors()[0]["msg"] if exc.errors() else exc)
-        return None
-
-
 class CaptionHistory:
-    """Reads one session's caption stream (``keys.captions``) in pages."""
+    """Reads one session's caption stream (:func:`common.contract.captions.history`) in pages."""
 
     def __init__(self, redis: Any, sid: str, page: int = PAGE) -> None:
         self._redis = redis
-        self._key = keys.captions(sid)
+        self._sid = sid
         self._page = page
 
-    async def after(self, entry_id: str | None) -> AsyncIterator[tuple[str, CaptionEvent]]:
+    def after(self, entry_id: str | None) -> AsyncIterator[Caption]:
         """Entries strictly after ``entry_id`` (from the start when None), oldest first."""
-        low = "-" if entry_id is None else "(" + entry_id
-        while True:
-            rows = await self._redis.xrange(self._key, min=low, max="+", count=self._page)
-            for raw_id, fields in rows:
-                entry = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                low = "(" + entry
-                raw = fields.get(b"event", fields.get("event"))
-                event = decode_event(raw) if raw is not None else None
-                if event is not None:
-                    yield entry, event
-            if len(rows) < self._page:
-                return
+        return captions.history(self._redis, self._sid, entry_id, self._page)
 
     async def finals(self, track: str) -> list[CaptionEvent]:
         """Every final of one track, in sequence order."""
-        found = [e async for _, e in self.after(None) if e.type == "final" and e.track == track]
+        found = [
+            c.event async for c in self.after(None) if c.event.type == "final" and c.event.track == track
+        ]
         return sorted(found, key=lambda e: e.seq or 0)
 
 
@@ -152,9 +133,9 @@ class DisplayFeed:
         """Every requested track has ended: nothing more will come."""
         return self._ended >= self.tracks
 
-    def from_stream(self, entry_id: str, event: CaptionEvent) -> bool:
+    def from_stream(self, entry_id: str | None, event: CaptionEvent) -> bool:
         """Whether a caption-stream entry (replay or gap read) goes to the display."""
-        self.cursor = entry_id
+        self.cursor = entry_id or self.cursor
         if not self.wants(event):
             return False
         if event.type == "final":
@@ -219,16 +200,16 @@ class DisplayFeed:
         return True
 
 
-async def replay(history: CaptionHistory, feed: DisplayFeed) -> AsyncIterator[CaptionEvent]:
+async def replay(history: CaptionHistory, feed: DisplayFeed) -> AsyncIterator[Caption]:
     """The history a display has not seen yet, from the start of the stream."""
-    async for entry_id, event in history.after(feed.cursor):
-        if feed.from_stream(entry_id, event):
-            yield event
+    async for caption in history.after(feed.cursor):
+        if feed.from_stream(caption.entry_id, caption.event):
+            yield caption
 
 
-async def catch_up(history: CaptionHistory, feed: DisplayFeed, event: CaptionEvent) -> list[CaptionEvent]:
-    """Events to send for a live final that arrived after a gap: the missing ones, then itself."""
-    out = [e async for e in replay(history, feed)]
-    if feed.force(event):
-        out.append(event)
+async def catch_up(history: CaptionHistory, feed: DisplayFeed, live: Caption) -> list[Caption]:
+    """Captions to send for a live final that arrived after a gap: the missing ones, then itself."""
+    out = [c async for c in replay(history, feed)]
+    if feed.force(live.event):
+        out.append(live)
     return out
