@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import random
 import sys
@@ -28,6 +27,15 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.auth import with_token
 from common.errors import ConfigError, WspError
+from common.schemas import (
+    AUDIO_REPLY,
+    AudioEnd,
+    AudioEnded,
+    AudioReady,
+    AudioStart,
+    ErrorMessage,
+    SessionLinks,
+)
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,12 +79,10 @@ def _error_text(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-def _info(body: dict[str, Any]) -> SessionInfo:
+def _info(body: Any) -> SessionInfo:
+    links = SessionLinks.model_validate(body)
     return SessionInfo(
-        id=body["id"],
-        audio_url=body["audio_url"],
-        display_url=body.get("display_url", ""),
-        captions_url=body.get("captions_url", ""),
+        id=links.id, audio_url=links.audio_url, display_url=links.display_url, captions_url=links.captions_url
     )
 
 
@@ -120,11 +126,11 @@ async def open_session(
 
 async def _read_until_ended(ws: ClientConnection) -> int:
     while True:
-        message = json.loads(await ws.recv())
-        if message.get("type") == "error":
-            raise WspError(f"ingest refused the audio: {message.get('message')} ({message.get('code')})")
-        if message.get("type") == "ended":
-            return int(message["samples"])
+        message = AUDIO_REPLY.validate_json(await ws.recv())
+        if isinstance(message, ErrorMessage):
+            raise WspError(f"ingest refused the audio: {message.message} ({message.code})")
+        if isinstance(message, AudioEnded):
+            return message.samples
         log.debug("ingest says %s", message)
 
 
@@ -143,7 +149,7 @@ async def _send_from(ws: ClientConnection, pcm: bytes, pos: int, chunk: int, rea
                 await ws.send(frame)
                 pos += len(frame)
             if not reader.done():
-                await ws.send(json.dumps({"type": "end"}))
+                await ws.send(AudioEnd(type="end").model_dump_json())
         except ConnectionClosed:
             if not reader.done():
                 raise
@@ -161,11 +167,13 @@ async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: boo
     while True:
         try:
             async with connect(audio_url, max_size=1 << 20, open_timeout=10) as ws:
-                await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
-                ready = json.loads(await ws.recv())
-                if ready.get("type") != "ready":
-                    raise WspError(f"ingest refused the audio: {ready.get('message', ready)}")
-                accepted = int(ready["samples"])
+                await ws.send(AudioStart(type="start").model_dump_json())
+                ready = AUDIO_REPLY.validate_json(await ws.recv())
+                if isinstance(ready, ErrorMessage):
+                    raise WspError(f"ingest refused the audio: {ready.message}")
+                if not isinstance(ready, AudioReady):
+                    raise WspError(f"ingest answered the start with {ready.type!r} instead of 'ready'")
+                accepted = ready.samples
                 base = accepted if base is None else base
                 pos = (accepted - base) * 2
                 if not 0 <= pos <= len(pcm):

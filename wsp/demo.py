@@ -9,7 +9,6 @@ reference transcript (the ``.txt`` beside the audio) exists.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from websockets.asyncio.client import connect
 
 from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.errors import WspError
+from common.schemas import CAPTIONS_MESSAGE, ErrorMessage
 from common.settings import Settings
 from wsp.bench.scoring import error_rate, weighted_percentile
 from wsp.client import open_session, push_audio
@@ -78,21 +78,21 @@ async def _show(
     logs: dict[str, TrackLog] = {}
     ended: set[str] = set()
     async for raw in display:
-        event = json.loads(raw)
-        kind, track = event.get("type"), event.get("track", "")
-        if kind == "error":
-            raise WspError(f"the publisher refused the display: {event.get('message')}")
-        if kind == "end":
+        event = CAPTIONS_MESSAGE.validate_json(raw)
+        if isinstance(event, ErrorMessage):
+            raise WspError(f"the publisher refused the display: {event.message}")
+        track = event.track
+        if event.type == "end":
             ended.add(track)
             continue
-        if kind != "final":
+        if event.type != "final":
             continue
         now = loop.time() - began
         log = logs.setdefault(track, TrackLog())
-        log.texts.append(event["text"])
-        log.delays.append(now - float(event["end"]))
-        log.weights.append(max(1, len("".join(event["text"].split()))))
-        print(f"{track} #{event['seq']:<4} [{now:6.1f}s] {event['text']}", file=out, flush=True)
+        log.texts.append(event.text)
+        log.delays.append(now - float(event.end or 0.0))
+        log.weights.append(max(1, len("".join(event.text.split()))))
+        print(f"{track} #{event.seq:<4} [{now:6.1f}s] {event.text}", file=out, flush=True)
     return logs
 
 

@@ -23,7 +23,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from common import eventloop
 from common.audio import SAMPLE_RATE
-from common.contract import keys
+from common.contract import captions, keys
+from common.schemas import (
+    AUDIO_REPLY,
+    CAPTIONS_MESSAGE,
+    AudioEnd,
+    AudioEnded,
+    AudioReady,
+    AudioStart,
+    ErrorMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +51,11 @@ PROBE_POLL_S = 0.2
 async def _until_ended(ws: ClientConnection) -> int:
     """Read ingest's acks until it confirms the end; the session's total samples."""
     while True:
-        message = json.loads(await ws.recv())
-        if message.get("type") == "error":
-            raise RuntimeError(f"ingest refused the audio: {message.get('message')} ({message.get('code')})")
-        if message.get("type") == "ended":
-            return int(message["samples"])
+        message = AUDIO_REPLY.validate_json(await ws.recv())
+        if isinstance(message, ErrorMessage):
+            raise RuntimeError(f"ingest refused the audio: {message.message} ({message.code})")
+        if isinstance(message, AudioEnded):
+            return message.samples
 
 
 async def send_one(url: str, samples: int, frame_samples: int, origin: float) -> dict[str, Any]:
@@ -59,9 +68,9 @@ async def send_one(url: str, samples: int, frame_samples: int, origin: float) ->
     frame = bytes(frame_samples * 2)
     sent: list[float] = []
     async with connect(url, max_size=1 << 20, open_timeout=OPEN_TIMEOUT_S) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
-        ready = json.loads(await ws.recv())
-        if ready.get("type") != "ready":
+        await ws.send(AudioStart(type="start").model_dump_json())
+        ready = AUDIO_REPLY.validate_json(await ws.recv())
+        if not isinstance(ready, AudioReady):
             raise RuntimeError(f"ingest refused the audio: {ready}")
         reader = asyncio.create_task(_until_ended(ws))
         try:
@@ -72,7 +81,7 @@ async def send_one(url: str, samples: int, frame_samples: int, origin: float) ->
                 await ws.send(frame[: size * 2])
                 sent.append(time.time())
                 pos += size
-            await ws.send(json.dumps({"type": "end"}))
+            await ws.send(AudioEnd(type="end").model_dump_json())
             total = await asyncio.wait_for(reader, ENDED_TIMEOUT_S)
         finally:
             reader.cancel()
@@ -120,19 +129,12 @@ async def watch_one(
         async with ws:
             async for raw in ws:
                 received = time.time()
-                event = json.loads(raw)
-                kind = event.get("type")
-                if kind == "final":
-                    finals.append(
-                        (
-                            event["track"],
-                            event["seq"],
-                            event["emitted_at"],
-                            event["end"],
-                            received,
-                            event["text"],
-                        )
-                    )
+                event = CAPTIONS_MESSAGE.validate_json(raw)
+                kind = event.type
+                if isinstance(event, ErrorMessage):
+                    record["others"] += 1
+                elif kind == "final":
+                    finals.append((event.track, event.seq, event.emitted_at, event.end, received, event.text))
                 elif kind == "partial":
                     record["partials"] += 1
                 else:
@@ -200,10 +202,11 @@ async def probe_live(
             if message is None or message["type"] != "pmessage":
                 continue
             received = time.time()
-            event = json.loads(message["data"])
-            if event.get("type") == "final":
+            caption = captions.decode(message["data"])
+            if caption is not None and caption.event.type == "final":
+                event = caption.event
                 sid = keys.sid_of_live(message["channel"].decode())
-                seen.append((sid, event["track"], event["seq"], event["emitted_at"], received))
+                seen.append((sid, event.track, event.seq, event.emitted_at, received))
     finally:
         await pubsub.aclose()
         await client.aclose()
