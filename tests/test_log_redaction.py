@@ -16,6 +16,7 @@ from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.logs import JsonFormatter, RedactingFormatter, redact
 from wsp.bench.processes import Display, LocalPipeline, audio_for, stream
+from wsp.bench.venue import visit_every_door
 
 pytestmark = pytest.mark.redis
 
@@ -71,23 +72,17 @@ async def session_through_every_door(pipeline: LocalPipeline, key: str) -> list[
     async with httpx.AsyncClient(timeout=10) as http:
         created = (await http.post(f"{ingest}/v1/sessions", json={"language": "en"}, headers=keyed)).json()
         sid, audio_token, read_token = created["id"], created["audio_token"], created["read_token"]
-        wrong = secrets.token_urlsafe(24)
         listed = (await http.get(f"{ingest}/v1/sessions", headers=keyed)).json()
         assert [s["id"] for s in listed["sessions"]] == [sid]
-        await http.get(f"{ingest}/", params={"session": sid, "token": audio_token, "read": read_token})
-        for token in (read_token, key, wrong):
-            await http.get(f"{ingest}/v1/sessions/{sid}", params={"token": token})
-        await http.get(created["display_url"])
         display = Display(created["captions_url"])
         watching = asyncio.create_task(display.run())
         await asyncio.wait_for(display.connected.wait(), 10)
         await stream(created["audio_url"], audio_for(WORDS))
         await asyncio.wait_for(watching, 30)
         assert display.finals(), "the display got no caption"
-        for ext in ("srt", "vtt"):
-            for token in (read_token, key):
-                export = await http.get(
-                    f"{publisher}/v1/sessions/{sid}/captions.{ext}", params={"token": token}
-                )
-                assert export.status_code == 200
+        await visit_every_door(pipeline, created)  # the pages and exports, with the read token
+        wrong = secrets.token_urlsafe(24)
+        for token in (key, wrong):  # the key where a token goes, and a token that opens nothing
+            await http.get(f"{ingest}/v1/sessions/{sid}", params={"token": token})
+            await http.get(f"{publisher}/v1/sessions/{sid}/captions.vtt", params={"token": token})
     return [audio_token, read_token, wrong]
