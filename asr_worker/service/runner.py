@@ -141,7 +141,8 @@ class SessionRunner:
         )
 
     def silent_s(self) -> float:
-        """How long no new audio has arrived for this session (while it runs)."""
+        """How long no new audio has arrived for this session: since its newest entry reached Redis, so a
+        session taken over (or claimed) long after its audio stopped is not silent for only that long."""
         return time.monotonic() - self._moved
 
     async def run(self) -> None:
@@ -163,7 +164,7 @@ class SessionRunner:
         self._moved = time.monotonic()
         while not self._stopping.is_set():
             if entries:
-                cursor, self._moved = entries[-1].id, time.monotonic()
+                cursor, self._moved = entries[-1].id, arrival(entries[-1].id)
                 if await self._consume(entries):
                     await self._close()
                     return
@@ -358,6 +359,17 @@ class SessionRunner:
         await sessions.close(self.redis, self.lease, list(self._tracks), retention_ms)
         self.finished = True
         log.info("session %s: ended and flushed", self.sid, extra={"session": self.sid})
+
+
+def arrival(entry_id: str) -> float:
+    """When an audio entry reached Redis, on this process's monotonic clock (now, at the latest).
+
+    The entry's id carries the Redis server's clock; a clock of this host that runs behind it only makes
+    the entry look newer than it is.
+    """
+    ms = audio_feed.entry_ms(entry_id)
+    age_s = 0.0 if ms is None else max(0.0, time.time() - ms / 1000)
+    return time.monotonic() - age_s
 
 
 def fresh_checkpoint() -> TrackCheckpoint:

@@ -51,6 +51,8 @@ WORDS = "one two three four five six."
 """What the real sessions say (the scripted engine hears it)."""
 ABANDONED_AUDIO_S = 1.0
 """What an abandoned session streamed before it went silent."""
+JSON_LOGS = {"WSP_LOG_FORMAT": "json"}
+"""The services log as compose has them log."""
 WORKER_CAPACITY = 2
 LEASE_TTL_S = 3.0
 FIRST_CAPTION_TIMEOUT_S = 60.0
@@ -80,12 +82,16 @@ def run_bench(plan: VenuePlan) -> dict[str, Any]:
         key = secrets.token_urlsafe(24)
         issued: list[str] = []
         with LocalPipeline(
-            tmp / "first-caption", script, LEASE_TTL_S, WORKER_CAPACITY, extra_env={"WSP_API_KEY": key}
+            tmp / "first-caption",
+            script,
+            LEASE_TTL_S,
+            WORKER_CAPACITY,
+            extra_env={**JSON_LOGS, "WSP_API_KEY": key},
         ) as pipeline:
             pipeline.start(workers=1)
             first = asyncio.run(first_caption_runs(pipeline, plan, words, key, issued))
         with LocalPipeline(
-            tmp / "flood", script, LEASE_TTL_S, WORKER_CAPACITY, redis_maxmemory=plan.maxmemory
+            tmp / "flood", script, LEASE_TTL_S, WORKER_CAPACITY, JSON_LOGS, redis_maxmemory=plan.maxmemory
         ) as pipeline:
             pipeline.start(workers=1)
             flood = asyncio.run(flood_memory(pipeline, plan, issued))
