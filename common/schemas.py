@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 
 class WordModel(BaseModel):
@@ -72,6 +72,37 @@ class TrackSpec(BaseModel):
     task: Literal["transcribe", "translate"] = "transcribe"
 
 
+MAX_TITLE_CHARS = 200
+"""Longest session title: a line on a control page, not a document."""
+MAX_GLOSSARY_TERMS = 100
+MAX_GLOSSARY_TERM_CHARS = 64
+"""A glossary term is a name or a short phrase."""
+MAX_GLOSSARY_CHARS = 1000
+"""Every term together: the glossary goes into the prompt of every decoding step, and Whisper reads only
+the last 224 tokens of a prompt."""
+
+_CONTROL_RANGES = (
+    (0x00, 0x1F),  # C0 controls: NUL, ESC (terminal escapes), tab, line breaks
+    (0x7F, 0x9F),  # DEL and the C1 controls
+    (0x200E, 0x200F),  # left-to-right and right-to-left marks
+    (0x2028, 0x2029),  # line and paragraph separators
+    (0x202A, 0x202E),  # bidirectional embeddings and overrides
+    (0x2066, 0x2069),  # bidirectional isolates
+    (0xFFF9, 0xFFFB),  # interlinear annotation controls
+)
+"""Characters a title or glossary term may not hold: they are invisible, or they change how the text
+around them is shown (a right-to-left override turns a log line or a caption around)."""
+
+
+def control_character(value: str) -> str | None:
+    """A sentence naming the first character of ``value`` in :data:`_CONTROL_RANGES`, or None."""
+    for position, char in enumerate(value):
+        point = ord(char)
+        if any(low <= point <= high for low, high in _CONTROL_RANGES):
+            return f"holds the control character U+{point:04X} at position {position}; send plain text"
+    return None
+
+
 class SessionCreate(BaseModel):
     """Body of ``POST /v1/sessions``."""
 
@@ -81,8 +112,32 @@ class SessionCreate(BaseModel):
     tracks: list[TrackSpec] | None = Field(
         None, min_length=1, max_length=4, description="Default: one track transcribing the spoken language."
     )
-    glossary: list[str] = Field(default_factory=list, max_length=100)
-    title: str = Field("", max_length=200)
+    glossary: list[Annotated[str, Field(max_length=MAX_GLOSSARY_TERM_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_GLOSSARY_TERMS
+    )
+    title: str = Field("", max_length=MAX_TITLE_CHARS)
+
+    @field_validator("title")
+    @classmethod
+    def _plain_title(cls, value: str) -> str:
+        problem = control_character(value)
+        if problem:
+            raise ValueError(f"the title {problem}")
+        return value
+
+    @field_validator("glossary")
+    @classmethod
+    def _plain_glossary(cls, terms: list[str]) -> list[str]:
+        for index, term in enumerate(terms):
+            problem = control_character(term)
+            if problem:
+                raise ValueError(f"glossary term {index} {problem}")
+        total = sum(len(term.strip()) for term in terms)
+        if total > MAX_GLOSSARY_CHARS:
+            raise ValueError(
+                f"the glossary holds {total} characters; at most {MAX_GLOSSARY_CHARS} fit into the prompt"
+            )
+        return terms
 
 
 SessionStatus = Literal["open", "streaming", "ended"]
@@ -137,7 +192,43 @@ class SessionState(SessionLinks):
     audio_ended: bool
 
 
+SessionActivity = Literal["waiting", "running", "queued", "paused", "ending"]
+"""What an open session is doing (see :attr:`SessionSummary.activity`)."""
+
+
+class SessionSummary(BaseModel):
+    """One open session in the operator's list (``GET /v1/sessions`` with the API key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    language: str
+    tracks: list[str]
+    status: SessionStatus
+    activity: SessionActivity
+    """``waiting``: no audio yet (no worker place taken); ``running``: a worker runs it; ``queued``: it
+    has audio and waits for a worker place; ``paused``: its audio stopped and its worker gave it back;
+    ``ending``: its audio has ended and a worker flushes it."""
+    worker: str | None
+    created_at: float
+    samples: int
+    idle_s: float
+    """Seconds since its newest audio arrived (since its creation if none did)."""
+
+
+class SessionList(BaseModel):
+    """The answer to ``GET /v1/sessions``: every open session, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sessions: list[SessionSummary]
+
+
 # --- audio WebSocket protocol -------------------------------------------------------------------
+
+AudioPace = Literal["realtime", "fast"]
+"""How fast a client sends audio: as it is spoken, or as fast as the service takes it."""
 
 
 class AudioStart(BaseModel):
@@ -149,6 +240,10 @@ class AudioStart(BaseModel):
     sample_rate: Literal[16000] = 16000
     format: Literal["s16le"] = "s16le"
     channels: Literal[1] = 1
+    pace: AudioPace = Field("realtime", exclude_if=lambda pace: pace == "realtime")
+    """``fast``: the client would send recorded audio faster than real time. The ``ready`` answer then
+    says the pace granted; a client granted ``realtime`` keeps real time (see :class:`AudioReady`).
+    Left out of the message when it is ``realtime``: a client that does not ask sends what it always did."""
 
 
 class AudioEnd(BaseModel):
@@ -169,9 +264,16 @@ class _AudioCount(BaseModel):
 
 
 class AudioReady(_AudioCount):
-    """The answer to the start message: the samples the session already holds (the next frame's first)."""
+    """The answer to the start message: the samples the session already holds (the next frame's first).
+
+    ``pace`` answers a start that asked for one: ``fast`` when the service takes this connection's audio
+    as fast as it comes (the API key, or ``WSP_ACCEPT_FAST_AUDIO``), ``realtime`` when it takes at most
+    ``WSP_AUDIO_MAX_SPEED`` times real time beyond a burst of ``WSP_AUDIO_BURST_S`` (more is refused:
+    ``too_fast``, close 4429). Absent when the start did not ask.
+    """
 
     type: Literal["ready"] = "ready"
+    pace: AudioPace | None = Field(None, exclude_if=lambda pace: pace is None)
 
 
 class AudioAck(_AudioCount):

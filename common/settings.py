@@ -6,6 +6,7 @@ Built once at an entry point and passed in; nothing reads them at import time.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -58,7 +59,10 @@ class Settings(BaseSettings):
     )
     lease_ttl_s: float = Field(default=3.0, gt=0.2, le=120, description="Dead worker's sessions move after.")
     audio_stream_max_s: float = Field(
-        default=1800.0, gt=30, description="Audio kept per session stream (older chunks are trimmed)."
+        default=180.0,
+        gt=30,
+        description="Audio a session's stream holds that no worker has consumed (older chunks are trimmed): "
+        "with WSP_MAX_SESSIONS it bounds the audio in Redis; a worker that falls behind skips ahead anyway.",
     )
     max_frame_bytes: int = Field(default=64_000, ge=3200, description="Largest accepted binary audio frame.")
     max_sessions: int = Field(
@@ -77,6 +81,72 @@ class Settings(BaseSettings):
         description="A session whose audio has not moved for this long is ended by its worker, which "
         "frees its place (abandoned test sessions, a closed microphone page); 0 never ends one.",
     )
+    session_start_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="A session created and never streamed is ended after this long (or WSP_SESSION_IDLE_S "
+        "if that is shorter), which frees its place; 0 never ends one for that.",
+    )
+    session_park_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A session whose audio has stopped arriving for this long gives its worker place to a "
+        "session waiting for one; it goes on with the next free worker once its audio resumes. 0: never.",
+    )
+    max_sessions_per_client: int = Field(
+        default=10,
+        ge=1,
+        description="Sessions one client address may have open at once (the API key is exempt).",
+    )
+    client_sessions_per_minute: float = Field(
+        default=10.0,
+        gt=0,
+        description="Sessions one client address may create per minute, in bursts of as many (the API key "
+        "is exempt).",
+    )
+    audio_max_speed: float = Field(
+        default=2.0,
+        ge=0,
+        description="Audio one session may send, in seconds per second of wall-clock time, beyond its "
+        "burst (0: no bound). Connections with the API key, or granted pace fast, are exempt.",
+    )
+    audio_burst_s: float = Field(
+        default=120.0,
+        ge=1,
+        description="Audio a session may send at once above real time: a microphone page that reconnects "
+        "sends up to two minutes of unacknowledged audio again.",
+    )
+    accept_fast_audio: bool = Field(
+        default=False,
+        description="Grant senders that ask for it (start message with pace fast) audio faster than "
+        "real time without the API key. Workers skip ahead when they fall behind (WSP_MAX_LAG_S).",
+    )
+    redis_maxmemory: str = Field(
+        default="1gb",
+        description="maxmemory of the embedded Redis (compose passes the same value to its Redis); "
+        "0: no limit. Written like Redis writes it: 1gb, 512mb, bytes.",
+    )
+    redis_memory_high: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Fraction of Redis maxmemory above which ingest takes no new sessions and no audio "
+        "(the alarm metric), keeping the rest for captions.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated web origins (https://control.example) whose pages may create and end "
+        "sessions; the service's own pages always may.",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description="Addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (comma-separated; '*' for any).",
+    )
+    api_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /redoc (Swagger and ReDoc load their scripts from a CDN).",
+    )
     max_lag_s: float = Field(
         default=8.0, gt=0, description="A worker further behind real time skips ahead to the live audio."
     )
@@ -88,6 +158,17 @@ class Settings(BaseSettings):
         ge=4,
         le=100_000,
         description="Live caption events queued per display before it is dropped.",
+    )
+    display_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A display that leaves a ping unanswered this long (it reads nothing) is dropped as "
+        "too slow (4408).",
+    )
+    max_displays_per_session: int = Field(
+        default=500,
+        ge=1,
+        description="Displays one publisher process serves per session; more are refused (4429).",
     )
     engine: Literal["whisper", "scripted"] = Field(
         default="whisper",
@@ -121,6 +202,29 @@ class Settings(BaseSettings):
                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return value
+
+    @field_validator("redis_maxmemory")
+    @classmethod
+    def _redis_size(cls, value: str) -> str:
+        parse_bytes(value)
+        return value.strip().lower()
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in split_list(value):
+            if origin != "null" and not ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not a web origin like https://control.example or http://host:8080"
+                )
+        return value
+
+    def redis_maxmemory_bytes(self) -> int:
+        """``redis_maxmemory`` in bytes (0: no limit)."""
+        return parse_bytes(self.redis_maxmemory)
+
+    def allowed_origin_list(self) -> list[str]:
+        return [origin.rstrip("/") for origin in split_list(self.allowed_origins)]
 
     def api_key_value(self) -> str | None:
         """The API key in clear, or None when the deployment has none."""
@@ -160,6 +264,27 @@ class Settings(BaseSettings):
 
     def resolved_cpu_threads(self) -> int:
         return self.cpu_threads or (os.cpu_count() or 1)
+
+
+SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|m|mb|g|gb)?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
+"""Redis's memory units: ``k``/``m``/``g`` are powers of 1000, ``kb``/``mb``/``gb`` powers of 1024."""
+
+ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+"""A web origin: scheme and host, with an optional port, nothing after it."""
+
+
+def parse_bytes(value: str) -> int:
+    """A Redis memory size (``1gb``, ``512mb``, ``1000000``) in bytes; ValueError if it is not one."""
+    match = SIZE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a size like 1gb, 512mb or a number of bytes")
+    return int(match.group(1)) * SIZE_UNITS[(match.group(2) or "").lower()]
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as its non-empty items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def describe(exc: ValidationError, prefix: str = "") -> str:

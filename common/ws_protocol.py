@@ -1,5 +1,5 @@
 """The WebSocket protocol the HTTP services run under uvicorn: uvicorn's websockets-sansio one, plus an
-answer to handshakes it cannot parse.
+answer to handshakes it cannot parse, and a keepalive whose timeout the application hears about.
 
 A handshake whose request line or headers are too long (e.g. a 10 kB ``?token=``) or not HTTP at all makes
 the websockets parser give up before any event reaches uvicorn, which then never writes the rejection the
@@ -42,7 +42,14 @@ def handshake_refusal(exc: BaseException) -> bytes:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """Pass as ``uvicorn.Config(ws=WebSocketProtocol)``."""
+    """Pass as ``uvicorn.Config(ws=WebSocketProtocol)``.
+
+    A peer that leaves a keepalive ping unanswered for ``ws_ping_timeout`` (it reads nothing: a pong can
+    only follow what was sent before the ping) is closed with :attr:`keepalive_close`, and the application
+    receives a disconnect with that code and reason, so it can tell this from a peer that left.
+    """
+
+    keepalive_close: tuple[int, str] = (1011, "keepalive ping timeout")
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -54,3 +61,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_complete = True
             self.close_sent = True
             self.transport.close()
+
+    def keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        code, reason = self.keepalive_close
+        log.debug("%s: no answer to a ping, closing with %d", self.client, code)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.fail(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()

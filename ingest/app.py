@@ -1,28 +1,37 @@
-"""The ingest HTTP service: create sessions, look them up, and take their audio (see :mod:`ingest.audio_ws`).
+"""The ingest HTTP service: create sessions, look them up, end them, and take their audio (see
+:mod:`ingest.audio_ws`).
 
 ``create_app(settings, redis)`` builds the FastAPI application around a ``redis.asyncio`` client that the
-caller owns (and closes).
+caller owns (and closes). Who may create sessions, and how many, is :mod:`ingest.admission`'s business;
+Redis memory is watched by :mod:`ingest.memory`. Every response says ``nosniff`` and may not be framed
+by another site (the microphone page holds the session's controls).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from common import auth
+from common import auth, http_headers
 from common.audio import SAMPLE_RATE
-from common.contract import keys
+from common.contract import clients, keys
+from common.http_headers import FixedHeaders
 from common.metrics import metrics_response
 from common.options import WHISPER_LANGUAGES
 from common.schemas import (
@@ -30,30 +39,37 @@ from common.schemas import (
     SessionCreate,
     SessionCreated,
     SessionLinks,
+    SessionList,
     SessionRecord,
     SessionState,
     TrackSpec,
 )
 from common.settings import Settings
-from ingest.audio_ws import AudioLimits, audio_router
+from ingest.admission import RateLimiter, origin_refusal
+from ingest.audio_ws import STORAGE_FULL, AudioLimits, audio_router
+from ingest.memory import MemoryWatch
 from ingest.metrics import IngestMetrics
 from ingest.pages import add_microphone_page
-from ingest.store import AtCapacity, SessionStore
+from ingest.store import AtCapacity, ClientQuota, SessionMissing, SessionStore, TooManyForClient
 
 log = logging.getLogger(__name__)
 
 MAX_CREATE_BODY_BYTES = 64 * 1024
 """Largest ``POST /v1/sessions`` body: a session's settings (title, glossary, tracks) fit many times over."""
 
+RESPONSE_HEADERS = {**http_headers.NO_SNIFF, **http_headers.NO_REFERRER, **http_headers.NO_FRAMING}
+"""Headers of every ingest response."""
+
 
 class ApiError(Exception):
-    """An HTTP error with a short code and a sentence for the client."""
+    """An HTTP error with a short code and a sentence for the client (and headers, e.g. Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -124,6 +140,25 @@ def _require(denied: auth.Denied | None) -> None:
         raise ApiError(401, auth.UNAUTHORIZED, denied.message)
 
 
+def _operator_only(api_key: str | None, what: str) -> str:
+    if api_key is None:
+        return f"{what} needs the API key, and this deployment has none: set WSP_API_KEY"
+    return f"{what} needs the API key: Authorization: Bearer <key>"
+
+
+async def _state(store: SessionStore, request: Request, settings: Settings, sid: str) -> SessionState:
+    view = await store.get(sid)
+    if view is None:
+        raise ApiError(404, "unknown_session", f"no session {sid!r}")
+    return SessionState(
+        record=view.record,
+        status=view.status,
+        samples=view.samples,
+        audio_ended=view.audio_ended,
+        **session_links(request, settings, sid),
+    )
+
+
 def _session_id(sid: str) -> str:
     try:
         return keys.check_session_id(sid)
@@ -165,11 +200,38 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(settings: Settings, redis: Redis) -> FastAPI:
     store = SessionStore(redis)
     api_key = settings.api_key_value()
-    app = FastAPI(title="wsp ingest", version="1")
+    metrics = IngestMetrics()
+    memory = MemoryWatch(redis, settings.redis_memory_high, metrics)
+    limiter = RateLimiter(settings.client_sessions_per_minute)
+    allowed_origins = settings.allowed_origin_list()
+    client_keep_ms = round(
+        1000 * (settings.max_session_s + settings.session_idle_s + settings.session_start_s)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watch = asyncio.create_task(memory.run(), name="redis-memory")
+        try:
+            yield
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    docs = {} if settings.api_docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(title="wsp ingest", version="1", lifespan=lifespan, **docs)  # type: ignore[arg-type]
     app.state.settings = settings
     app.state.store = store
-    metrics = IngestMetrics()
     app.state.metrics = metrics
+    app.state.memory = memory
+    if allowed_origins:  # pages of these origins may call the API (their preflights are answered)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=allowed_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(FixedHeaders, headers=RESPONSE_HEADERS)  # the outermost: on every response
     add_microphone_page(app)
     app.include_router(
         audio_router(
@@ -178,17 +240,35 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
                 settings.max_frame_bytes,
                 settings.audio_stream_max_s,
                 round(settings.max_session_s * SAMPLE_RATE),
+                max_speed=settings.audio_max_speed,
+                burst_s=settings.audio_burst_s,
+                accept_fast_audio=settings.accept_fast_audio,
             ),
             api_key,
             metrics=metrics,
+            memory=memory,
         )
     )
+
+    def refuse_creation(status: int, code: str, message: str, retry_after_s: float | None = None) -> ApiError:
+        metrics.sessions_refused.labels(code).inc()
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))} if retry_after_s is not None else {}
+        return ApiError(status, code, message, headers)
+
+    def check_origin(request: Request) -> None:
+        refusal = origin_refusal(request.headers, allowed_origins)
+        if refusal is not None:
+            raise ApiError(403, "origin_not_allowed", refusal)
+
+    def client_address(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         response = error_response(exc.status, exc.code, exc.message)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -202,24 +282,47 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
 
     @app.exception_handler(RedisError)
     async def _storage(request: Request, exc: RedisError) -> JSONResponse:
+        if isinstance(exc, OutOfMemoryError):
+            log.warning("redis is full on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(503, STORAGE_FULL, "session storage is full; try again in a minute")
         log.error("redis failed on %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "unavailable", "session storage is unavailable; try again shortly")
 
     @app.post("/v1/sessions", status_code=201)
     async def create_session(request: Request) -> SessionCreated:
-        """The key is checked before the body is even read; the body is read up to a bound."""
-        if api_key and not auth.is_api_key(auth.bearer(request.headers.get("authorization")), api_key):
+        """The key and the origin are checked before the body is even read; the body is read up to a
+        bound. Without the key, the client's address is held to its rate and its count of open sessions."""
+        keyed = auth.is_api_key(auth.bearer(request.headers.get("authorization")), api_key)
+        if api_key and not keyed:
             raise ApiError(
                 401, auth.UNAUTHORIZED, "creating a session needs the API key: Authorization: Bearer <key>"
             )
+        check_origin(request)
+        quota = None
+        if not keyed:
+            client = client_address(request)
+            wait = limiter.take(client)
+            if wait:
+                raise refuse_creation(
+                    429,
+                    "rate_limited",
+                    f"this address may create {settings.client_sessions_per_minute:g} sessions a minute; "
+                    f"try again in {math.ceil(wait)} s",
+                    wait,
+                )
+            quota = ClientQuota(clients.client_id(client), settings.max_sessions_per_client, client_keep_ms)
+        if memory.high:
+            raise refuse_creation(503, STORAGE_FULL, memory.describe())
         body = parse_create(await read_body(request, MAX_CREATE_BODY_BYTES))
         sid = new_session_id()
         record = build_record(body, sid, time.time())
         tokens = auth.issue()
         try:
-            await store.create(record, tokens.hashes(), settings.max_sessions)
+            await store.create(record, tokens.hashes(), settings.max_sessions, quota)
         except AtCapacity as exc:
-            raise ApiError(503, "at_capacity", str(exc)) from exc
+            raise refuse_creation(503, "at_capacity", str(exc)) from exc
+        except TooManyForClient as exc:
+            raise refuse_creation(429, "too_many_sessions", str(exc)) from exc
         metrics.sessions_created.inc()
         return SessionCreated(
             record=record,
@@ -228,21 +331,33 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
             **session_links(request, settings, sid, tokens),
         )
 
+    @app.get("/v1/sessions")
+    async def list_sessions(request: Request) -> SessionList:
+        """Every open session, for the operator (the API key)."""
+        if not auth.is_api_key(auth.bearer(request.headers.get("authorization")), api_key):
+            raise ApiError(401, auth.UNAUTHORIZED, _operator_only(api_key, "listing sessions"))
+        return SessionList(sessions=await store.open_sessions())
+
+    @app.post("/v1/sessions/{sid}/end")
+    async def end_session(sid: str, request: Request) -> SessionState:
+        """End a session's audio, whoever streams it: the operator (the API key), or whoever holds its
+        audio token. Its captions are flushed and its displays get ``end``, as after the sender's end."""
+        sid = _session_id(sid)
+        check_origin(request)
+        token = auth.presented_token(request.query_params, request.headers)
+        _require(await auth.authorize(token, auth.Scope.AUDIO, api_key, lambda: store.token_hashes(sid)))
+        try:
+            await store.end_for_operator(sid)
+        except SessionMissing as exc:
+            raise ApiError(404, "unknown_session", str(exc)) from exc
+        return await _state(store, request, settings, sid)
+
     @app.get("/v1/sessions/{sid}")
     async def get_session(sid: str, request: Request) -> SessionState:
         sid = _session_id(sid)
         token = auth.presented_token(request.query_params, request.headers)
         _require(await auth.authorize(token, auth.Scope.READ, api_key, lambda: store.token_hashes(sid)))
-        view = await store.get(sid)
-        if view is None:
-            raise ApiError(404, "unknown_session", f"no session {sid!r}")
-        return SessionState(
-            record=view.record,
-            status=view.status,
-            samples=view.samples,
-            audio_ended=view.audio_ended,
-            **session_links(request, settings, sid),
-        )
+        return await _state(store, request, settings, sid)
 
     @app.websocket("/{path:path}")
     async def no_such_socket(websocket: WebSocket, path: str) -> None:

@@ -13,6 +13,13 @@
    ``end`` entry, answers :class:`~common.schemas.AudioEnded` ``{"type": "ended", "samples": N}`` and
    closes with 1000.
 
+Pace: a session's audio may run ahead of wall-clock time by at most ``WSP_AUDIO_BURST_S`` and then go
+at most ``WSP_AUDIO_MAX_SPEED`` times real time (a token bucket kept with the session, so reconnecting
+does not reset it); a frame beyond that is refused (``too_fast``, 4429) and not stored. A connection
+with the API key, or one whose start asked for ``"pace": "fast"`` while ``WSP_ACCEPT_FAST_AUDIO`` is on,
+is not held to it; the ``ready`` answer to a start that asked says which pace was granted. While Redis
+memory is above its mark (:mod:`ingest.memory`) frames are refused with ``storage_full`` and 1013.
+
 A client that disconnects without ``end`` may reconnect and go on. A new connection that starts the same
 session takes it over: the older one is refused on its next frame. Any refusal is an
 :class:`~common.schemas.ErrorMessage` ``{"type": "error", "code": ..., "message": ...}`` followed by a
@@ -30,19 +37,22 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.websockets import WebSocketState
 
 from common import auth
 from common.audio import SAMPLE_RATE
 from common.contract import keys
-from common.schemas import AudioAck, AudioEnd, AudioEnded, AudioReady, AudioStart, ErrorMessage
+from common.contract.sessions import Pace
+from common.schemas import AudioAck, AudioEnd, AudioEnded, AudioPace, AudioReady, AudioStart, ErrorMessage
+from ingest.memory import MemoryWatch
 from ingest.metrics import IngestMetrics
 from ingest.store import (
     BYTES_PER_SAMPLE,
     SessionClosed,
     SessionMissing,
     SessionStore,
+    TooFast,
     WriterReplaced,
     stream_maxlen,
 )
@@ -59,8 +69,16 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_SESSION = 4404
 CLOSE_CONFLICT = 4409
 CLOSE_TOO_LARGE = 4413
+CLOSE_TOO_FAST = 4429
 CLOSE_UNAVAILABLE = 1013
-"""Try Again Later: Redis is unreachable for a moment; the client reconnects and goes on."""
+"""Try Again Later: Redis is unreachable for a moment (or full); the client reconnects and goes on."""
+
+STORAGE_FULL = "storage_full"
+"""The error code of a refusal while Redis memory is above its mark (or full)."""
+
+MIN_FRAME_COST_S = 0.02
+"""A frame counts as at least this much audio against the session's pace and its stream's length, so
+that frames of a few samples cannot multiply the stream's entries (and Redis's per-entry overhead)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,20 @@ class AudioLimits:
     audio_stream_max_s: float
     max_session_samples: int | None = None
     """Most audio one session may send (``WSP_MAX_SESSION_S``); None: no limit."""
+    max_speed: float = 0.0
+    """Seconds of audio a session may send per second beyond its burst (``WSP_AUDIO_MAX_SPEED``; 0: any)."""
+    burst_s: float = 120.0
+    """Audio a session may send at once above that pace (``WSP_AUDIO_BURST_S``)."""
+    accept_fast_audio: bool = False
+    """Whether a start that asks for pace fast is granted it without the API key."""
+
+    def pace(self) -> Pace:
+        """The session pace held to connections that were not granted pace fast."""
+        return Pace(
+            self.max_speed * SAMPLE_RATE,
+            round(self.burst_s * SAMPLE_RATE),
+            round(MIN_FRAME_COST_S * SAMPLE_RATE),
+        )
 
 
 class Refusal(Exception):
@@ -88,8 +120,10 @@ def audio_router(
     limits: AudioLimits,
     api_key: str | None = None,
     metrics: IngestMetrics | None = None,
+    memory: MemoryWatch | None = None,
 ) -> APIRouter:
-    """The audio WebSocket; ``api_key`` (``WSP_API_KEY``) is accepted beside each session's audio token."""
+    """The audio WebSocket; ``api_key`` (``WSP_API_KEY``) is accepted beside each session's audio token.
+    With ``memory``, frames are refused while Redis memory is above its mark."""
     router = APIRouter()
     counters = metrics or IngestMetrics()
 
@@ -99,13 +133,18 @@ def audio_router(
         counters.audio_connections.inc()
         about = {"session": sid[:80]}
         try:
-            await _serve(websocket, sid, store, limits, api_key, counters)
+            await _serve(websocket, sid, store, limits, api_key, counters, memory)
         except Refusal as refusal:
             counters.audio_rejected.labels(refusal.code).inc()
             log.info("audio %s refused: %s (%s)", sid[:80], refusal.code, refusal.message, extra=about)
             await _refuse(websocket, refusal)
         except WebSocketDisconnect:
             log.info("audio %s: client disconnected", sid[:80], extra=about)
+        except OutOfMemoryError as exc:  # past the mark between two looks at memory: the same answer
+            counters.audio_rejected.labels(STORAGE_FULL).inc()
+            log.warning("audio %s: redis is full: %s", sid[:80], exc, extra=about)
+            message = "the caption store is full: no new audio is taken for now; try again in a minute"
+            await _refuse(websocket, Refusal(CLOSE_UNAVAILABLE, STORAGE_FULL, message))
         except RedisError as exc:
             counters.audio_rejected.labels("unavailable").inc()
             log.error("audio %s: redis failed: %s", sid[:80], exc, extra=about)
@@ -177,11 +216,31 @@ def _check_frame(pcm: bytes, limits: AudioLimits) -> None:
         )
 
 
-async def _authorize(websocket: WebSocket, sid: str, store: SessionStore, api_key: str | None) -> None:
+async def _authorize(websocket: WebSocket, sid: str, store: SessionStore, api_key: str | None) -> bool:
+    """Refuse a connection without the session's audio token or the key; True when it has the key."""
     token = auth.presented_token(websocket.query_params, websocket.headers)
     denied = await auth.authorize(token, auth.Scope.AUDIO, api_key, lambda: store.token_hashes(sid))
     if denied is not None:
         raise Refusal(auth.CLOSE_UNAUTHORIZED, auth.UNAUTHORIZED, denied.message)
+    return auth.is_api_key(token, api_key)
+
+
+def _granted(start: AudioStart, keyed: bool, limits: AudioLimits) -> AudioPace:
+    """The pace a connection gets: fast with the key, when asked and accepted, or with no bound set."""
+    if keyed or not limits.max_speed or (start.pace == "fast" and limits.accept_fast_audio):
+        return "fast"
+    return "realtime"
+
+
+def _too_fast(exc: TooFast, sample: int, limits: AudioLimits) -> Refusal:
+    now_s = exc.allowed_samples / SAMPLE_RATE
+    return Refusal(
+        CLOSE_TOO_FAST,
+        "too_fast",
+        f"audio arrives faster than this session may send it: {limits.burst_s:g} s at once, then "
+        f"{limits.max_speed:g} times real time (it may send {now_s:.1f} s now). Nothing from sample {sample} "
+        "on was stored: reconnect and go on from the samples 'ready' gives, at real-time pace",
+    )
 
 
 def _check_length(samples: int, limits: AudioLimits) -> None:
@@ -203,6 +262,7 @@ async def _serve(
     limits: AudioLimits,
     api_key: str | None,
     metrics: IngestMetrics,
+    memory: MemoryWatch | None = None,
 ) -> None:
     try:
         first = await _receive(websocket, START_TIMEOUT_S)
@@ -212,8 +272,10 @@ async def _serve(
         keys.check_session_id(sid)
     except keys.InvalidId as exc:
         raise Refusal(CLOSE_BAD_REQUEST, "invalid_session_id", str(exc)) from exc
-    await _authorize(websocket, sid, store, api_key)  # before anything else says a word about the session
-    _parse_start(first)
+    keyed = await _authorize(websocket, sid, store, api_key)  # before anything says a word about the session
+    start = _parse_start(first)
+    pace = _granted(start, keyed, limits)
+    bound = limits.pace() if pace == "realtime" else None
     writer = uuid.uuid4().hex
     try:
         samples = await store.start(sid, writer)
@@ -221,8 +283,9 @@ async def _serve(
         raise Refusal(CLOSE_UNKNOWN_SESSION, "unknown_session", str(exc)) from exc
     except SessionClosed as exc:
         raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
-    log.info("audio %s: streaming from sample %d", sid, samples, extra={"session": sid})
-    await websocket.send_text(AudioReady(samples=samples).model_dump_json())
+    log.info("audio %s: streaming from sample %d (pace %s)", sid, samples, pace, extra={"session": sid})
+    asked = "pace" in start.model_fields_set
+    await websocket.send_text(AudioReady(samples=samples, pace=pace if asked else None).model_dump_json())
 
     acked = samples
     smallest_frame = 0
@@ -241,9 +304,12 @@ async def _serve(
                 continue
             frame_samples = len(pcm) // BYTES_PER_SAMPLE
             _check_length(samples + frame_samples, limits)
+            if memory is not None and memory.high:
+                raise Refusal(CLOSE_UNAVAILABLE, STORAGE_FULL, memory.describe())
             smallest_frame = min(smallest_frame or frame_samples, frame_samples)
-            maxlen = stream_maxlen(limits.audio_stream_max_s, smallest_frame)
-            samples = await store.append(sid, writer, pcm, maxlen, at_sample=samples) + frame_samples
+            counted = max(smallest_frame, round(MIN_FRAME_COST_S * SAMPLE_RATE))
+            maxlen = stream_maxlen(limits.audio_stream_max_s, counted)
+            samples = await store.append(sid, writer, pcm, maxlen, samples, bound) + frame_samples
             metrics.audio_frames.inc()
             metrics.audio_bytes.inc(len(pcm))
         except SessionMissing as exc:
@@ -252,6 +318,8 @@ async def _serve(
             raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
         except WriterReplaced as exc:
             raise Refusal(CLOSE_CONFLICT, "replaced", str(exc)) from exc
+        except TooFast as exc:
+            raise _too_fast(exc, samples, limits) from exc
         if samples - acked >= ACK_EVERY_SAMPLES:
             acked = samples
             await websocket.send_text(AudioAck(samples=samples).model_dump_json())

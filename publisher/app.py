@@ -4,6 +4,11 @@
 stream after ``since``, then forwards live events; :mod:`publisher.replay` keeps every final exactly once
 and in order per track, :mod:`publisher.hub` shares one subscription per session among the displays.
 Every read needs ``?token=`` with the session's read or audio token, or the API key (:mod:`common.auth`).
+
+A display is dropped as too slow (4408, counted) when its queue of live events overflows, or when it
+leaves a keepalive ping unanswered for ``WSP_DISPLAY_TIMEOUT_S`` (it reads nothing; see
+:mod:`publisher.server`). A session has at most ``WSP_MAX_DISPLAYS_PER_SESSION`` displays per process.
+Responses say ``nosniff``; the display page may be framed (OBS browser sources, venue pages).
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
-from common import auth
+from common import auth, http_headers
 from common.contract import keys, sessions
 from common.contract.captions import Caption
+from common.http_headers import FixedHeaders
 from common.metrics import metrics_response
 from common.schemas import ErrorMessage, SessionRecord
 from common.settings import Settings
 from publisher.export import build_cues, rules_for, to_srt, to_vtt
-from publisher.hub import CaptionHub, Display
+from publisher.hub import CLOSE_TOO_SLOW, CaptionHub, Display
 from publisher.metrics import PublisherMetrics
 from publisher.pages import add_display_page
 from publisher.replay import (
@@ -42,6 +48,11 @@ from publisher.replay import (
 )
 
 log = logging.getLogger(__name__)
+
+RESPONSE_HEADERS = {**http_headers.NO_SNIFF, **http_headers.NO_REFERRER}
+"""Headers of every publisher response (no framing rule: the display page is embedded on purpose)."""
+CLOSE_TOO_MANY = 4429
+"""WebSocket close code of a display refused because its session has its most displays here."""
 
 CLOSE_TIMEOUT_S = 10.0
 """How long sending a close frame may wait on a backed-up display before its connection is just ended."""
@@ -74,8 +85,10 @@ def create_app(settings: Settings, redis: Any) -> FastAPI:
         yield
         await hub.close()
 
-    app = FastAPI(title="wsp publisher", lifespan=lifespan)
+    docs = {} if settings.api_docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(title="wsp publisher", lifespan=lifespan, **docs)  # type: ignore[arg-type]
     app.state.hub = hub
+    app.add_middleware(FixedHeaders, headers=RESPONSE_HEADERS)
     add_display_page(app)
 
     @app.get("/healthz")
@@ -108,7 +121,8 @@ def create_app(settings: Settings, redis: Any) -> FastAPI:
     @app.websocket("/v1/sessions/{sid}/captions")
     async def captions(websocket: WebSocket, sid: str) -> None:
         await websocket.accept()
-        await _display(websocket, redis, hub, sid, read_access(websocket, api_key))
+        access = read_access(websocket, api_key)
+        await _display(websocket, redis, hub, sid, access, settings.max_displays_per_session)
 
     return app
 
@@ -171,7 +185,9 @@ async def _refuse(websocket: WebSocket, close_code: int, code: str, message: str
         await websocket.close(close_code, message[:120])
 
 
-async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str, access: ReadAccess) -> None:
+async def _display(
+    websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str, access: ReadAccess, most: int
+) -> None:
     if not keys.SESSION_ID.fullmatch(sid):
         await _refuse(websocket, 4400, "bad_session_id", f"{sid[:80]!r} is not a session id")
         return
@@ -197,8 +213,16 @@ async def _display(websocket: WebSocket, redis: Any, hub: CaptionHub, sid: str, 
     except BadQuery as exc:
         await _refuse(websocket, 4400, "bad_request", str(exc))
         return
+    if hub.displays(sid) >= most:
+        hub.metrics.displays_refused.labels("too_many_displays").inc()
+        message = (
+            f"session {sid!r} already has {most} displays on this publisher (WSP_MAX_DISPLAYS_PER_SESSION); "
+            "try again later or ask the operator for more"
+        )
+        await _refuse(websocket, CLOSE_TOO_MANY, "too_many_displays", message)
+        return
     try:
-        display = await hub.join(sid)
+        display = await hub.join(sid)  # counted at once: no other display slips in while it subscribes
     except (RedisError, OSError):
         await _refuse(websocket, 1011, "unavailable", "caption feed is unreachable, try again")
         return
@@ -224,6 +248,13 @@ async def _serve(
         task.cancel()
     await asyncio.gather(pump, client, shut, return_exceptions=True)
     if client in done:
+        if not client.cancelled() and client.exception() is None and client.result() == CLOSE_TOO_SLOW:
+            log.warning(
+                "display of session %s dropped: it answered no ping (it reads nothing)",
+                display.sid,
+                extra={"session": display.sid},
+            )
+            metrics.displays_dropped.inc()
         return
     if display.closed.is_set():
         code, reason = display.close_code, display.close_reason
@@ -247,12 +278,12 @@ async def _serve(
         await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT_S)
 
 
-async def _until_disconnect(websocket: WebSocket) -> None:
-    """Displays only listen; whatever they send is ignored until they go."""
+async def _until_disconnect(websocket: WebSocket) -> int:
+    """Displays only listen; whatever they send is ignored until they go. The close code."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return int(message.get("code", 1000))
 
 
 async def _pump(

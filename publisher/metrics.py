@@ -28,7 +28,14 @@ class PublisherMetrics:
         self._delivered_by_type: dict[str, Any] = {}
         self.displays_dropped = Counter(
             "wsp_publisher_displays_dropped",
-            "Displays closed (4408) because they could not keep up with the live captions.",
+            "Displays closed (4408) because they could not keep up: their queue overflowed, or they answered "
+            "no ping for WSP_DISPLAY_TIMEOUT_S.",
+            registry=self.registry,
+        )
+        self.displays_refused = Counter(
+            "wsp_publisher_displays_refused",
+            "Displays refused before they were served, by error code (too_many_displays).",
+            ["reason"],
             registry=self.registry,
         )
         self.gap_repairs = Counter(

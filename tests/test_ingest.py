@@ -32,7 +32,13 @@ MAX_FRAME = 3200
 def base(redis_url: str) -> Iterator[str]:
     """An ingest service on a free port, served by uvicorn in a thread."""
     port = free_port()
-    settings = Settings(redis_url=redis_url, max_frame_bytes=MAX_FRAME, ingest_port=port)
+    settings = Settings(
+        redis_url=redis_url,
+        max_frame_bytes=MAX_FRAME,
+        ingest_port=port,
+        client_sessions_per_minute=1000,  # every session of this module comes from one address
+        max_sessions_per_client=1000,
+    )
     served = Served(
         lambda client: create_app(settings, client), redis_url, port, ws_max_size=1 << 20, lifespan="off"
     )

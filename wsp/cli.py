@@ -151,6 +151,23 @@ def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--workdir", type=Path, help="keep the processes' logs in this directory")
     pipeline.set_defaults(func=bench.cmd_bench_pipeline)
 
+    venue = kinds.add_parser(
+        "venue",
+        help="hardening figures on real processes: a real session's first caption with abandoned sessions "
+        "present, Redis memory under a flood of fast audio, secrets found in the logs",
+    )
+    venue.add_argument("--abandoned", type=int, default=10, help="abandoned sessions present (default 10)")
+    venue.add_argument("--runs", type=int, default=3, help="first captions measured each way (default 3)")
+    venue.add_argument("--sessions", type=int, default=100, help="flooding sessions (default 100)")
+    venue.add_argument("--seconds", type=float, default=60.0, help="how long they flood (default 60)")
+    venue.add_argument(
+        "--maxmemory",
+        default=Settings.model_fields["redis_maxmemory"].default,
+        help="maxmemory of the Redis under the flood (default: WSP_REDIS_MAXMEMORY's, %(default)s)",
+    )
+    venue.add_argument("--workdir", type=Path, help="keep the processes' logs in this directory")
+    venue.set_defaults(func=bench.cmd_bench_venue)
+
     fuzz = kinds.add_parser(
         "fuzz",
         help="send generated malformed, out-of-order and unauthorised input to a real ingest service; "

@@ -167,12 +167,17 @@ async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: boo
     while True:
         try:
             async with connect(audio_url, max_size=1 << 20, open_timeout=10) as ws:
-                await ws.send(AudioStart(type="start").model_dump_json())
+                await ws.send(
+                    AudioStart(type="start", pace="realtime" if realtime else "fast").model_dump_json()
+                )
                 ready = AUDIO_REPLY.validate_json(await ws.recv())
                 if isinstance(ready, ErrorMessage):
                     raise WspError(f"ingest refused the audio: {ready.message}")
                 if not isinstance(ready, AudioReady):
                     raise WspError(f"ingest answered the start with {ready.type!r} instead of 'ready'")
+                if not realtime and ready.pace == "realtime":  # not granted: keep real time
+                    log.info("ingest takes this audio at real-time pace only")
+                    realtime = True
                 accepted = ready.samples
                 base = accepted if base is None else base
                 pos = (accepted - base) * 2

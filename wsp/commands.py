@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from common import eventloop
 from common.errors import ConfigError
-from common.logs import configure_logging
+from common.logs import configure_logging, redact
 from common.options import StreamingOptions
 from common.settings import Settings, describe, load_settings
 
@@ -108,7 +108,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         urls = await stack.start()
         print(f"ingest:    {urls.ingest}   (POST /v1/sessions, WS /v1/sessions/SID/audio)")
         print(f"publisher: {urls.publisher}   (WS /v1/sessions/SID/captions, .srt, .vtt)")
-        print(f"redis:     {urls.redis}   (more workers: WSP_REDIS_URL={urls.redis} wsp worker)")
+        redis_url = redact(urls.redis)
+        print(f"redis:     {redis_url}   (more workers: WSP_REDIS_URL={redis_url} wsp worker)")
         print("Ctrl-C stops everything.", flush=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

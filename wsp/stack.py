@@ -3,6 +3,11 @@ worker and the publisher. Used by ``wsp up`` and ``wsp demo``.
 
 The two HTTP services run as uvicorn servers on one event loop and the worker as a task beside them;
 the model runs in a thread, so a decoding step never blocks audio intake or caption fan-out.
+Start-up checks what a user can get wrong before anything runs: both ports are bound first and the
+Redis URL must answer, each a :class:`~common.errors.ConfigError` of one line; a start that fails later
+stops what it had started. The embedded Redis is supervised: if it dies it is started again on the same
+port and directory (the services reconnect, as after any Redis restart), and if it keeps dying the
+stack stops with one line. It is a child that dies with this process, even on SIGKILL.
 Stopping is flag, drain, deadline: the worker finishes its current step and releases its leases,
 then the servers close, then the embedded Redis stops.
 """
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +32,7 @@ from asr_worker.transcribers.factory import make_transcriber, uses_vad
 from common.contract import leases
 from common.errors import WspError
 from common.redis_conn import EmbeddedRedis, async_client
+from common.serving import check_redis, listen_for
 from common.settings import Settings
 from ingest.server import server_config as ingest_config
 from publisher.server import server_config as publisher_config
@@ -33,6 +41,11 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 180.0
 """Longest wait for the services and the worker (which loads the model) to come up."""
+SUPERVISE_INTERVAL_S = 0.5
+"""How often the embedded Redis is checked."""
+REDIS_RESTARTS = 3
+REDIS_RESTART_WINDOW_S = 60.0
+"""The embedded Redis is started again at most this many times within this window; then the stack stops."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -59,24 +72,45 @@ class Stack:
         self._clients: list[Redis] = []
         self._servers: list[_QuietServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self._sockets: list[socket.socket] = []
         self._monitor = contextlib.AsyncExitStack()
         self.worker: Worker | None = None
         self.settings = settings
         self.urls: StackUrls | None = None
 
     async def start(self) -> StackUrls:
-        if self._settings.redis_url:
-            url = self._settings.redis_url
-        else:
-            self._embedded = await asyncio.to_thread(EmbeddedRedis)
+        """Start everything; on a failure, what was started is stopped again before the error is raised."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> StackUrls:
+        base = self._settings
+        self._sockets.append(listen_for(base.host, base.ingest_port, "ingest", "WSP_INGEST_PORT"))
+        self._sockets.append(
+            listen_for(base.host, base.publisher_port, "the publisher", "WSP_PUBLISHER_PORT")
+        )
+        sockets = list(self._sockets)
+        if base.redis_url:
+            url = base.redis_url
+            await check_redis(url)
+        else:  # started from the loop's thread, which lives as long as the server should
+            maxmemory = base.redis_maxmemory if base.redis_maxmemory_bytes() else None
+            self._embedded = EmbeddedRedis(maxmemory=maxmemory)
             url = self._embedded.url
-        self.settings = settings = self._settings.model_copy(update={"redis_url": url})
-        for make in (ingest_config, publisher_config):
+            self._supervisor = asyncio.create_task(
+                self._supervise_redis(self._embedded), name="redis-supervisor"
+            )
+        self.settings = settings = base.model_copy(update={"redis_url": url})
+        for make, sock in zip((ingest_config, publisher_config), sockets, strict=True):
             client = async_client(url)
             self._clients.append(client)
             server = _QuietServer(make(settings, client))
             self._servers.append(server)
-            self._tasks.append(asyncio.create_task(server.serve()))
+            self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
         self.worker = Worker(settings, make_transcriber, vad=uses_vad(settings))
         self._tasks.append(asyncio.create_task(self.worker.run()))
         monitor = worker_monitor(self.worker, settings.host, settings.worker_metrics_port)
@@ -111,12 +145,48 @@ class Stack:
 
     async def wait(self) -> None:
         """Until any service stops by itself (an error) or the caller is cancelled."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        watched = [*self._tasks, *([self._supervisor] if self._supervisor is not None else [])]
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise WspError(f"a service failed: {task.exception()}")
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, WspError):
+                raise error
+            if error is not None:
+                raise WspError(f"a service failed: {error}")
+
+    async def _supervise_redis(self, server: EmbeddedRedis) -> None:
+        """Start the embedded Redis again whenever it dies; :class:`WspError` once it keeps dying."""
+        loop = asyncio.get_running_loop()
+        restarts: deque[float] = deque()
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            code = server.exit_code()
+            if code is None:
+                continue
+            now = loop.time()
+            while restarts and now - restarts[0] > REDIS_RESTART_WINDOW_S:
+                restarts.popleft()
+            if len(restarts) >= REDIS_RESTARTS:
+                raise WspError(
+                    f"the embedded Redis stopped {len(restarts) + 1} times within "
+                    f"{REDIS_RESTART_WINDOW_S:g} s (last exit code {code}); see {server.log_path}"
+                )
+            lost = "" if server.persistent else "; it keeps no data on disk, so open sessions are lost"
+            log.error(
+                "the embedded Redis stopped (exit code %s); starting it again at %s%s", code, server.url, lost
+            )
+            restarts.append(now)
+            try:
+                server.restart()  # from the loop's thread, like the first start
+                await asyncio.to_thread(server.wait_ready)
+            except WspError as exc:
+                raise WspError(f"the embedded Redis stopped and could not be started again: {exc}") from exc
+            log.info("the embedded Redis is back at %s", server.url)
 
     async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
         if self.worker is not None:
             self.worker.stop()
         worker_task = self._tasks[-1:] if self.worker is not None else []
@@ -131,5 +201,7 @@ class Stack:
         await self._monitor.aclose()
         for client in self._clients:
             await client.aclose()
+        for sock in self._sockets:
+            sock.close()
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.close)

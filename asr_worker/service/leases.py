@@ -1,8 +1,11 @@
 """Who runs which session: a worker's claims, and the decisions behind them.
 
 A worker owns a session through a lease with a fencing epoch (:mod:`common.contract.leases`: a worker
-that lost its lease can never write again) and advertises its free room. A new session goes to the worker
+that lost its lease can never write again) and advertises its free room. Only a session with audio no
+worker has seen takes a place (:attr:`~common.contract.sessions.Activity.wants_worker`): one created and
+not yet streamed, or given back while its audio paused, waits without one. A session goes to the worker
 with the most room (:func:`claim_quota`); one that has waited too long goes to any worker with room.
+A session nobody runs whose audio has not moved for too long is ended (:func:`idle_limit_s`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from common.contract import leases, sessions
+from common.contract import audio, leases, sessions
 from common.contract.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,42 @@ def claim_quota(me: Room, others: Iterable[Room], waited_s: float, grace_s: floa
     return me.free if me.free >= best_other else 0
 
 
+def idle_limit_s(activity: sessions.Activity, idle_s: float, start_s: float) -> float | None:
+    """How long a session nobody runs may go without audio before it is ended; None: no limit.
+
+    A session that never streamed gets ``start_s`` (a test, a page reloaded: minutes), or ``idle_s`` if
+    that is shorter; one that streamed gets ``idle_s`` (hours: an intermission). 0 turns either off.
+    """
+    limits = [idle_s] if activity.newest is not None else [start_s, idle_s]
+    found = [limit for limit in limits if limit > 0]
+    return min(found) if found else None
+
+
+def claim_order(wanting: Sequence[Candidate], live_s: float) -> tuple[list[Candidate], list[Candidate]]:
+    """Sessions that want a worker, split into live ones (audio arrived within ``live_s``: someone is
+    speaking now) and stale ones (their audio stopped while they waited), each oldest first.
+
+    Live sessions are claimed first, and only they make a full worker give back a silent session: a
+    session abandoned with a little unheard audio must not keep a speaker waiting. ``live_s`` 0: all live.
+    """
+    if not live_s:
+        return list(wanting), []
+    live = [c for c in wanting if c.activity.idle_s(c.created_at) < live_s]
+    return live, [c for c in wanting if c not in live]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An active session no worker holds, with where its audio stands."""
+
+    created_at: float
+    activity: sessions.Activity
+
+    @property
+    def sid(self) -> str:
+        return self.activity.sid
+
+
 # -- Redis adapter ------------------------------------------------------------------------------
 class Leases:
     """Claims, renews and releases session leases for one worker, and advertises its room."""
@@ -86,14 +125,26 @@ class Leases:
         """Give the session back at once, so another worker may take it over without waiting."""
         return await leases.release(self.redis, lease)
 
-    async def unowned_sessions(self, mine: Iterable[str]) -> list[tuple[str, float]]:
-        """(sid, created unix time) of active sessions with no live lease, oldest first."""
+    async def unowned_sessions(self, mine: Iterable[str]) -> list[Candidate]:
+        """Active sessions with no live lease, oldest first, with where their audio stands."""
         active = await sessions.active(self.redis)
         if not active:
             return []
         held = await leases.leased(self.redis, [sid for sid, _ in active])
         free = set(unowned([sid for sid, _ in active], held, mine))
-        return [(sid, created) for sid, created in active if sid in free]
+        waiting = [(sid, created) for sid, created in active if sid in free]
+        found = await sessions.activities(self.redis, [sid for sid, _ in waiting])
+        return [
+            Candidate(created, activity)
+            for (_, created), activity in zip(waiting, found, strict=True)
+            if activity is not None
+        ]
+
+    async def end_idle(self, candidate: Candidate) -> bool:
+        """End the audio of a session nobody runs, unless audio came since ``candidate`` was read."""
+        seen = candidate.activity.newest or audio.NONE_SEEN
+        verdict = await sessions.end_unheld_audio(self.redis, candidate.sid, sessions.IDLE, seen, time.time())
+        return verdict is sessions.AudioVerdict.OK
 
     async def advertise(self, capacity: int, owned: int) -> None:
         """Heartbeat of the worker itself: its room and its last-seen time."""

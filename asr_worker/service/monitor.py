@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from common.metrics import metrics_response
+from common.serving import bind_listener
 
 if TYPE_CHECKING:
     from asr_worker.service.worker import Worker
@@ -51,20 +51,6 @@ def monitor_app(worker: Worker) -> Starlette:
     return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(64)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 @contextlib.asynccontextmanager
 async def worker_monitor(worker: Worker, host: str, port: int) -> AsyncIterator[int | None]:
     """Serve the worker's metrics and health while the block runs; yields the port, or None if off."""
@@ -72,7 +58,7 @@ async def worker_monitor(worker: Worker, host: str, port: int) -> AsyncIterator[
         yield None
         return
     try:
-        sock = _bind(host, port)
+        sock = bind_listener(host, port)
     except OSError as exc:
         log.warning(
             "worker %s: metrics port %s:%d unavailable (%s); serving no metrics", worker.id, host, port, exc

@@ -61,6 +61,8 @@ class RunLimits:
     retention_s: float = 24 * 3600.0
     idle_s: float = 7200.0
     """A session whose audio has not moved for this long is ended (0: never)."""
+    park_s: float = 0.0
+    """A session whose audio has not moved for this long is given back while another waits (0: never)."""
 
 
 class SessionGone(WspError):
@@ -100,6 +102,7 @@ class SessionRunner:
         stopping: asyncio.Event | None = None,
         metrics: WorkerMetrics | None = None,
         limits: RunLimits | None = None,
+        others_wait: Callable[[], bool] | None = None,
     ) -> None:
         self.redis = redis
         self.lease = lease
@@ -117,7 +120,11 @@ class SessionRunner:
         self._metrics = metrics or WorkerMetrics()
         self._batch_samples = 0
         self._newest_entry: str | None = None
+        self._others_wait = others_wait or (lambda: False)
+        self._moved = time.monotonic()
         self.finished = False
+        self.parking = False
+        """The session is being given back (or was): its lease goes away on purpose."""
 
     def resumed(self, lease: Lease) -> SessionRunner:
         """A fresh runner of the same session under ``lease``: it starts again from the saved checkpoints."""
@@ -130,7 +137,13 @@ class SessionRunner:
             self._stopping,
             metrics=self._metrics,
             limits=self._limits,
+            others_wait=self._others_wait,
         )
+
+    def silent_s(self) -> float:
+        """How long no new audio has arrived for this session: since its newest entry reached Redis, so a
+        session taken over (or claimed) long after its audio stopped is not silent for only that long."""
+        return time.monotonic() - self._moved
 
     async def run(self) -> None:
         """Stream until the end entry (then the session is closed) or until ``stopping`` is set."""
@@ -148,18 +161,38 @@ class SessionRunner:
             return
         entries = await audio.read_range(self.redis, self.sid, resume_from, READ_COUNT)
         cursor = resume_from if resume_from != FIRST_ENTRY else NONE_SEEN
-        moved = time.monotonic()
+        self._moved = time.monotonic()
         while not self._stopping.is_set():
             if entries:
-                cursor, moved = entries[-1].id, time.monotonic()
+                cursor, self._moved = entries[-1].id, arrival(entries[-1].id)
                 if await self._consume(entries):
                     await self._close()
                     return
-            elif self._limits.idle_s and time.monotonic() - moved > self._limits.idle_s:
+            elif self._limits.idle_s and self.silent_s() > self._limits.idle_s:
                 await self._end_idle(cursor)
-                moved = time.monotonic()
+                self._moved = time.monotonic()
+            elif self._parkable() and await self._park(cursor):
+                return
             entries = await audio.read_after(self.redis, self.sid, cursor, READ_COUNT, READ_BLOCK_MS)
         log.info("session %s: stopped after the current step", self.sid, extra={"session": self.sid})
+
+    def _parkable(self) -> bool:
+        park_s = self._limits.park_s
+        return bool(park_s) and self.silent_s() > park_s and self._others_wait()
+
+    async def _park(self, seen: str) -> bool:
+        """Give the session back while its audio has stopped and another one waits for a place."""
+        self.parking = True
+        if await sessions.park(self.redis, self.lease, seen):
+            log.info(
+                "session %s: no audio for %.1f s while another session waits: given back until audio resumes",
+                self.sid,
+                self.silent_s(),
+                extra={"session": self.sid},
+            )
+            return True
+        self.parking = False
+        return False
 
     async def _end_idle(self, seen: str) -> None:
         """No audio for ``idle_s``: end the session's audio (the end entry then closes it as usual)."""
@@ -326,6 +359,17 @@ class SessionRunner:
         await sessions.close(self.redis, self.lease, list(self._tracks), retention_ms)
         self.finished = True
         log.info("session %s: ended and flushed", self.sid, extra={"session": self.sid})
+
+
+def arrival(entry_id: str) -> float:
+    """When an audio entry reached Redis, on this process's monotonic clock (now, at the latest).
+
+    The entry's id carries the Redis server's clock; a clock of this host that runs behind it only makes
+    the entry look newer than it is.
+    """
+    ms = audio_feed.entry_ms(entry_id)
+    age_s = 0.0 if ms is None else max(0.0, time.time() - ms / 1000)
+    return time.monotonic() - age_s
 
 
 def fresh_checkpoint() -> TrackCheckpoint:

@@ -1,5 +1,10 @@
 """The ASR worker: claims sessions up to its capacity, runs each, keeps its leases alive.
 
+A place goes only to a session with audio to process. A worker also looks after the sessions nobody
+runs: one whose audio has not moved for too long is ended (a test never streamed, a page closed), and
+when one waits for a place while this worker is full, a session of its own whose audio has stopped for
+``WSP_SESSION_PARK_S`` is given back (it goes on with the next free worker once its audio resumes).
+
 Graceful stop (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming, let every session finish and
 commit its current step, release the leases so another worker takes the sessions over at once, close.
 A worker that dies instead simply stops renewing: its sessions move when their leases expire.
@@ -18,10 +23,19 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from asr_worker.core.seam import SpeechDetector, Transcriber
-from asr_worker.service.leases import Leases, Room, claim_quota, default_worker_id
+from asr_worker.service.leases import (
+    Candidate,
+    Leases,
+    Room,
+    claim_order,
+    claim_quota,
+    default_worker_id,
+    idle_limit_s,
+)
 from asr_worker.service.metrics import WorkerMetrics
 from asr_worker.service.runner import RunLimits, SessionRunner, track_options
 from asr_worker.transcribers.silero import SileroDetector
@@ -37,7 +51,9 @@ log = logging.getLogger(__name__)
 TranscriberFactory = Callable[[Settings], Transcriber]
 
 CLAIM_INTERVAL_S = 0.2
-"""How often a worker with room looks for sessions nobody runs."""
+"""How often a worker with room (or a session it could give back) looks at the sessions nobody runs."""
+SWEEP_INTERVAL_S = 1.0
+"""How often a full worker looks at them otherwise (to end the idle ones)."""
 HEARTBEATS_PER_TTL = 3
 """Lease renewals per lease TTL: two may be missed before the lease expires."""
 STOP_DEADLINE_S = 30.0
@@ -48,7 +64,9 @@ CONNECT_ATTEMPTS = 5
 """Tries to reach Redis at start-up before giving up with a clear error."""
 CONNECT_RETRY_S = 1.0
 """Mean pause between those tries (jittered)."""
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, OutOfMemoryError)
+"""Failures a worker rides out with backoff: Redis unreachable, or full for a moment (ingest stops taking
+audio before that, WSP_REDIS_MEMORY_HIGH, so the room left is the captions')."""
 SESSION_RETRIES = 8
 """Times a session resumes after a Redis failure (jittered backoff, about 20 s in all) before giving up."""
 
@@ -75,7 +93,11 @@ class Worker:
         self._vad = vad
         self._stopping = asyncio.Event()
         self._runners: dict[str, asyncio.Task[None]] = {}
+        self._sessions: dict[str, SessionRunner] = {}
+        """The runner each task of :attr:`_runners` runs now (a resumed run replaces it)."""
         self._leases_held: dict[str, Lease] = {}
+        self._others_wait = False
+        """A live session (someone speaking) waited for a place at the last look, and this worker had none."""
         self._backoff: dict[str, float] = {}
         self.sessions_finished = 0
         self.metrics = metrics or WorkerMetrics()
@@ -144,7 +166,7 @@ class Worker:
                 await leases.advertise(self.capacity, len(self._runners))
                 self.last_heartbeat = time.monotonic()
                 for sid, lease in list(self._leases_held.items()):
-                    if not await leases.renew(lease) and sid in self._runners:
+                    if not await leases.renew(lease) and sid in self._runners and not self._handing_back(sid):
                         log.warning("session %s: lease lost, dropping it", sid, extra={"session": sid})
                         self.metrics.leases_lost.inc()
                         self._runners[sid].cancel()
@@ -157,25 +179,57 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             try:
-                if len(self._runners) < self.capacity:
-                    await self._claim_some(leases, start, grace_s)
+                await self._look_around(leases, start, grace_s)
                 failures = 0
             except TRANSIENT as exc:
                 failures += 1
                 log.warning("worker %s: claiming failed (%s), retry %d", self.id, exc, failures)
-            await asyncio.sleep(backoff_s(failures) if failures else CLAIM_INTERVAL_S)
+            busy = len(self._runners) >= self.capacity and not self._could_give_back()
+            await asyncio.sleep(
+                backoff_s(failures) if failures else SWEEP_INTERVAL_S if busy else CLAIM_INTERVAL_S
+            )
 
-    async def _claim_some(self, leases: Leases, start: Callable[[Lease], None], grace_s: float) -> None:
+    async def _look_around(self, leases: Leases, start: Callable[[Lease], None], grace_s: float) -> None:
+        """End the idle sessions nobody runs, note whether one waits for a place, claim what fits."""
         candidates = await leases.unowned_sessions(self._runners)
-        if not candidates:
-            return
+        await self._end_idle(leases, candidates)
+        wanting = [c for c in candidates if c.activity.wants_worker]
+        live, stale = claim_order(wanting, self.settings.session_park_s)
+        self._others_wait = bool(live) and len(self._runners) >= self.capacity
+        if wanting and len(self._runners) < self.capacity:
+            await self._claim_some(leases, start, grace_s, [*live, *stale])
+
+    async def _end_idle(self, leases: Leases, candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            if candidate.activity.wants_worker:
+                continue
+            limit = idle_limit_s(
+                candidate.activity, self.settings.session_idle_s, self.settings.session_start_s
+            )
+            idle = candidate.activity.idle_s(candidate.created_at)
+            if limit is None or idle < limit or self._stopping.is_set():
+                continue
+            if await leases.end_idle(candidate):
+                never = " (it never streamed)" if candidate.activity.newest is None else ""
+                log.warning(
+                    "session %s: no audio for %.0f s%s, ending it",
+                    candidate.sid,
+                    idle,
+                    never,
+                    extra={"session": candidate.sid},
+                )
+
+    async def _claim_some(
+        self, leases: Leases, start: Callable[[Lease], None], grace_s: float, candidates: list[Candidate]
+    ) -> None:
         others = await leases.other_rooms()
         now = time.time()
-        for sid, created in candidates:
+        for candidate in candidates:
+            sid = candidate.sid
             me = Room(self.id, self.capacity, len(self._runners))
             if self._stopping.is_set() or self._backoff.get(sid, 0.0) > now:
                 continue
-            if claim_quota(me, others, now - created, grace_s) <= 0:
+            if claim_quota(me, others, now - candidate.created_at, grace_s) <= 0:
                 continue
             lease = await leases.claim(sid)
             if lease is not None:
@@ -183,6 +237,15 @@ class Worker:
                 if lease.token > 1:
                     self.metrics.takeovers.inc()
                 start(lease)
+
+    def _could_give_back(self) -> bool:
+        """Whether a session of this worker has gone without audio long enough to be given back."""
+        park_s = self.settings.session_park_s
+        return bool(park_s) and any(r.silent_s() >= park_s for r in self._sessions.values())
+
+    def _handing_back(self, sid: str) -> bool:
+        runner = self._sessions.get(sid)
+        return runner is not None and runner.parking
 
     # -- sessions -------------------------------------------------------------------------------
     def _start_session(
@@ -195,7 +258,10 @@ class Worker:
     ) -> None:
         options_for = functools.partial(track_options, vad=self._vad)
         limits = RunLimits(
-            self.settings.max_lag_s, self.settings.session_retention_s, self.settings.session_idle_s
+            self.settings.max_lag_s,
+            self.settings.session_retention_s,
+            self.settings.session_idle_s,
+            self.settings.session_park_s,
         )
         runner = SessionRunner(
             redis,
@@ -206,6 +272,7 @@ class Worker:
             self._stopping,
             metrics=self.metrics,
             limits=limits,
+            others_wait=lambda: self._others_wait,
         )
         self._leases_held[lease.sid] = lease
         self._runners[lease.sid] = asyncio.create_task(self._run_session(leases, runner))
@@ -225,6 +292,7 @@ class Worker:
             self._backoff[sid] = time.time() + FAILED_BACKOFF_S
         finally:
             self._runners.pop(sid, None)
+            self._sessions.pop(sid, None)
             lease = self._leases_held.pop(sid)
             self.metrics.forget(sid)
         if runner.finished:
@@ -243,6 +311,7 @@ class Worker:
             try:
                 if attempt:
                     runner = runner.resumed(await self._recheck_lease(leases, runner.lease))
+                self._sessions[runner.sid] = runner
                 await runner.run()
                 return runner
             except TRANSIENT as exc:

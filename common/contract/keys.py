@@ -17,6 +17,10 @@ TRACK_NAME = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})?$")
 """A track is named by its output language, e.g. ``ja`` or ``en``."""
 
 
+CLIENT_ID = re.compile(r"^[0-9a-f]{16,64}$")
+"""What names a client in a key: a hex digest of its address, never the address itself."""
+
+
 class InvalidId(ValueError):
     """A session id or track name that must not become part of a key."""
 
@@ -100,6 +104,13 @@ def workers() -> str:
 def worker(worker_id: str) -> str:
     """Hash: one worker's capacity, owned sessions count, host."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def client_sessions(client_id: str) -> str:
+    """Sorted set: the sessions one client created (score: creation time), pruned as they end."""
+    if not CLIENT_ID.fullmatch(client_id):
+        raise InvalidId(f"invalid client id {client_id[:80]!r}")
+    return f"{PREFIX}:client:{client_id}"
 
 
 def session_keys(sid: str, tracks: list[str]) -> list[str]:

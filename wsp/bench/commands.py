@@ -128,3 +128,20 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     figures = run_bench(args.cases, args.seed, args.concurrency)
     print(json.dumps(figures, ensure_ascii=False))
     return 0 if figures["crashes"] == 0 else 1
+
+
+def cmd_bench_venue(args: argparse.Namespace) -> int:
+    from common.settings import parse_bytes
+    from wsp.bench.venue import VenuePlan, run_bench
+
+    if args.abandoned < 0 or args.runs < 1 or args.sessions < 1:
+        raise ConfigError("--abandoned must be at least 0, --runs and --sessions at least 1")
+    if not 1 <= args.seconds <= 3600:
+        raise ConfigError("--seconds must be between 1 and 3600")
+    try:
+        parse_bytes(args.maxmemory)
+    except ValueError as exc:
+        raise ConfigError(f"--maxmemory: {exc}") from exc
+    plan = VenuePlan(args.abandoned, args.runs, args.sessions, args.seconds, args.maxmemory, args.workdir)
+    print(json.dumps(run_bench(plan)))
+    return 0

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 TRACK = "en"
 """The benchmark's sessions have one track (English transcription of the numbered script)."""
-CLAIM_TIMEOUT_S = 30.0
-"""How long the workers may take to claim every session before the audio starts."""
 CONNECT_TIMEOUT_S = 120.0
 """How long the client processes may take to connect every display."""
 FINISH_GRACE_S = 90.0
@@ -98,20 +96,6 @@ async def _open_sessions(base: str, count: int) -> list[SessionInfo]:
             return await open_session(base, None, language="en", title=f"load {number}")
 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
-
-
-def _wait_claimed(db: redis.Redis, sids: list[str]) -> None:
-    deadline = time.monotonic() + CLAIM_TIMEOUT_S
-    while True:
-        with db.pipeline(transaction=False) as pipe:
-            for sid in sids:
-                pipe.exists(keys.lease(sid))
-            unclaimed = [sid for sid, held in zip(sids, pipe.execute(), strict=True) if not held]
-        if not unclaimed:
-            return
-        if time.monotonic() > deadline:
-            raise PipelineError(f"{len(unclaimed)} sessions were not claimed by a worker in time")
-        time.sleep(0.1)
 
 
 def _join(proc: Any, timeout: float, what: str) -> None:
@@ -228,8 +212,7 @@ def run_bench(plan: LoadPlan) -> dict[str, Any]:
             pipeline.start(workers=plan.workers)
             infos = asyncio.run(_open_sessions(pipeline.ingest_url, plan.sessions))
             sids = [info.id for info in infos]
-            with redis.Redis.from_url(pipeline.redis_url) as db:
-                _wait_claimed(db, sids)
+            with redis.Redis.from_url(pipeline.redis_url) as db:  # claimed once their audio comes
                 run = _drive(pipeline, infos, plan, tmp)
                 committed = [int(db.hget(keys.seq(sid), TRACK) or 0) for sid in sids]
                 memory = _redis_figures(db, sids)

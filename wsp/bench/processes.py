@@ -41,6 +41,8 @@ START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 3.0
 """On close, how long processes get after SIGTERM before SIGKILL."""
 SERVICES = ("ingest", "publisher")
+BENCH_SESSIONS_PER_CLIENT = 100_000
+"""Sessions the one address of a benchmark's clients may create a minute and hold open."""
 
 
 class PipelineError(WspError):
@@ -69,6 +71,7 @@ class LocalPipeline:
         lease_ttl_s: float,
         worker_capacity: int = 4,
         extra_env: dict[str, str] | None = None,
+        redis_maxmemory: str | None = None,
     ) -> None:
         self.workdir = workdir
         self._extra_env = dict(extra_env or {})
@@ -79,6 +82,7 @@ class LocalPipeline:
         self._workers_started = 0
         self._script = script_file
         self._capacity = worker_capacity
+        self._maxmemory = redis_maxmemory
         self.redis_url = self.ingest_url = self.publisher_url = ""
         self._env: dict[str, str] = {}
 
@@ -96,7 +100,7 @@ class LocalPipeline:
     def start(self, workers: int) -> None:
         """Start Redis, ingest, the publisher and ``workers`` workers; return once every one is ready."""
         (self.workdir / "redis").mkdir(parents=True, exist_ok=True)
-        self._server = EmbeddedRedis(directory=self.workdir / "redis")
+        self._server = EmbeddedRedis(directory=self.workdir / "redis", maxmemory=self._maxmemory)
         self.redis_url = self._server.url
         ingest_port, publisher_port = free_port(), free_port()
         self.ingest_url = f"http://127.0.0.1:{ingest_port}"
@@ -110,6 +114,9 @@ class LocalPipeline:
             "WSP_LEASE_TTL_S": str(self.lease_ttl_s),
             "WSP_WORKER_CAPACITY": str(self._capacity),
             "WSP_LOG_LEVEL": "INFO",
+            # every client of a benchmark or test comes from this host: no per-address bounds
+            "WSP_CLIENT_SESSIONS_PER_MINUTE": str(BENCH_SESSIONS_PER_CLIENT),
+            "WSP_MAX_SESSIONS_PER_CLIENT": str(BENCH_SESSIONS_PER_CLIENT),
         }
         if self._script is not None:
             self._env |= {"WSP_ENGINE": "scripted", "WSP_SCRIPT_FILE": str(self._script)}
