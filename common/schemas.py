@@ -105,6 +105,9 @@ class AudioStart(BaseModel):
     sample_rate: Literal[16000] = 16000
     format: Literal["s16le"] = "s16le"
     channels: Literal[1] = 1
+    pace: Literal["realtime", "fast"] = "realtime"
+    """``fast``: the client would send recorded audio faster than real time. The ``ready`` answer then
+    says which pace the service grants (``WSP_ACCEPT_FAST_AUDIO``); without it the client keeps real time."""
 
 
 class AudioEnd(BaseModel):

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         description="A session whose audio has not moved for this long is ended by its worker, which "
         "frees its place (abandoned test sessions, a closed microphone page); 0 never ends one.",
     )
+    accept_fast_audio: bool = Field(
+        default=False,
+        description="Grant senders that ask for it (`wsp send FILE --as-fast-as-possible`) audio faster "
+        "than real time. Workers skip ahead when they fall behind (WSP_MAX_LAG_S), so turn it on only "
+        "where they decode much faster than real time.",
+    )
     max_lag_s: float = Field(
         default=8.0, gt=0, description="A worker further behind real time skips ahead to the live audio."
     )

@@ -169,6 +169,7 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
                 settings.max_frame_bytes,
                 settings.audio_stream_max_s,
                 round(settings.max_session_s * SAMPLE_RATE),
+                accept_fast_audio=settings.accept_fast_audio,
             ),
             api_key,
             metrics=metrics,

@@ -4,7 +4,9 @@
    the first message is answered with an ``unauthorized`` error and close code 4401.
 1. The client sends one JSON text message, :class:`common.schemas.AudioStart`.
    The server answers ``{"type": "ready", "samples": N}`` (N: samples already accepted, so a client that
-   reconnects knows where the session stands; its next frame continues at sample N).
+   reconnects knows where the session stands; its next frame continues at sample N). A start that asks
+   for ``"pace": "fast"`` (recorded audio sent faster than real time) is answered with the pace granted,
+   ``"pace": "fast"`` or ``"realtime"`` (``WSP_ACCEPT_FAST_AUDIO``); a client refused keeps real time.
 2. The client sends binary frames of PCM s16le, 16 kHz, mono. Each accepted frame is appended to the
    session's audio stream; about once a second of audio the server says ``{"type": "ack", "samples": N}``.
 3. The client sends ``{"type": "end"}``; the server appends the single ``end`` entry, answers
@@ -69,6 +71,8 @@ class AudioLimits:
     audio_stream_max_s: float
     max_session_samples: int | None = None
     """Most audio one session may send (``WSP_MAX_SESSION_S``); None: no limit."""
+    accept_fast_audio: bool = False
+    """Whether a client that asks for it may send recorded audio faster than real time."""
 
 
 class Refusal(Exception):
@@ -213,7 +217,7 @@ async def _serve(
     except keys.InvalidId as exc:
         raise Refusal(CLOSE_BAD_REQUEST, "invalid_session_id", str(exc)) from exc
     await _authorize(websocket, sid, store, api_key)  # before anything else says a word about the session
-    _parse_start(first)
+    start = _parse_start(first)
     writer = uuid.uuid4().hex
     try:
         samples = await store.start(sid, writer)
@@ -222,7 +226,10 @@ async def _serve(
     except SessionClosed as exc:
         raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
     log.info("audio %s: streaming from sample %d", sid, samples, extra={"session": sid})
-    await websocket.send_json({"type": "ready", "samples": samples})
+    ready: dict[str, Any] = {"type": "ready", "samples": samples}
+    if start.pace == "fast":
+        ready["pace"] = "fast" if limits.accept_fast_audio else "realtime"
+    await websocket.send_json(ready)
 
     acked = samples
     smallest_frame = 0
