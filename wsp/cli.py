@@ -16,6 +16,7 @@ from common.settings import Settings
 from wsp import commands
 from wsp.bench import commands as bench
 from wsp.probe import DEFAULT_TIMEOUT_S, SERVICES
+from wsp.send import commands as send
 
 MODEL_HELP = "model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)"
 
@@ -90,6 +91,47 @@ def _add_services(sub: argparse._SubParsersAction) -> None:
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for an answer"
     )
     check.set_defaults(func=commands.cmd_check)
+
+
+def _add_sender(sub: argparse._SubParsersAction) -> None:
+    sender = sub.add_parser(
+        "send",
+        help="send a venue's audio into a session: a sound card, or any stream or file FFmpeg reads "
+        "(srt://, rtmp://, rtsp://, HLS, Icecast)",
+        description="Send a venue's audio into a session, live, with a level meter. Without --session it "
+        "creates one and prints its display links. Ctrl-C ends the session; twice, it leaves it open.",
+    )
+    sender.add_argument(
+        "source",
+        nargs="?",
+        help="stream URL (srt://, rtmp://, rtsp://, http(s)://....m3u8, Icecast) or file "
+        "(default: WSP_SOURCE)",
+    )
+    sender.add_argument("--device", help="a sound-card input instead: its index or part of its name")
+    sender.add_argument("--channel", help="with --device: the input channel, from 1, or a mix like 1,2")
+    sender.add_argument("--list-devices", action="store_true", help="list the sound-card inputs and exit")
+    sender.add_argument("--url", help="the ingest service, http://HOST:PORT (default: WSP_INGEST_URL)")
+    sender.add_argument("--session", help="continue this session (default: WSP_SESSION; else create one)")
+    sender.add_argument("--token", help="with --session: its audio token (default: WSP_AUDIO_TOKEN)")
+    sender.add_argument("--language", default="ja", help="a new session's spoken language (default ja)")
+    sender.add_argument(
+        "--task",
+        choices=["transcribe", "translate"],
+        default="transcribe",
+        help="translate: a new session gets an English track beside the transcript",
+    )
+    sender.add_argument("--glossary", action="append", help="a new session's name or term (repeatable)")
+    sender.add_argument("--title", help="a new session's title (default: the source)")
+    sender.add_argument(
+        "--as-fast-as-possible",
+        action="store_true",
+        help="send a recording faster than real time, where the ingest service accepts it",
+    )
+    sender.add_argument(
+        "--frame-ms", type=int, default=100, help="audio per frame sent to ingest (default 100)"
+    )
+    sender.add_argument("--stats", type=Path, help="write the run's figures (delay, CPU) to this JSON file")
+    sender.set_defaults(func=send.cmd_send)
 
 
 def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
@@ -169,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_services(sub)
+    _add_sender(sub)
     _add_benchmarks(sub)
     return parser
 

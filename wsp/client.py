@@ -145,7 +145,8 @@ async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: boo
     return PushResult(samples=samples, reconnects=uplink.reconnects)
 
 
-def _tracks(language: str, task: str) -> list[dict[str, str]] | None:
+def tracks_for(language: str, task: str) -> list[dict[str, str]] | None:
+    """The tracks of a session in ``language``: a translation adds an English track beside the transcript."""
     if task != "translate" or language == "en":
         return None
     return [{"name": language, "task": "transcribe"}, {"name": "en", "task": "translate"}]
@@ -176,7 +177,7 @@ def run_remote(args: argparse.Namespace, path: Path) -> int:
             base,
             args.session,
             language=args.language,
-            tracks=_tracks(args.language, args.task),
+            tracks=tracks_for(args.language, args.task),
             glossary=args.glossary or (),
             title=path.name,
             token=getattr(args, "token", None),
