@@ -17,6 +17,7 @@ from wsp import commands
 from wsp.bench import commands as bench
 from wsp.probe import DEFAULT_TIMEOUT_S, SERVICES
 from wsp.send import commands as send
+from wsp.send.sender import FRAME_S, SOURCE_OPEN_ATTEMPTS
 
 MODEL_HELP = "model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)"
 
@@ -128,7 +129,17 @@ def _add_sender(sub: argparse._SubParsersAction) -> None:
         help="send a recording faster than real time, where the ingest service accepts it",
     )
     sender.add_argument(
-        "--frame-ms", type=int, default=100, help="audio per frame sent to ingest (default 100)"
+        "--frame-ms",
+        type=int,
+        default=round(FRAME_S * 1000),
+        help="audio per frame sent to ingest (default %(default)s)",
+    )
+    sender.add_argument(
+        "--source-tries",
+        type=int,
+        default=SOURCE_OPEN_ATTEMPTS,
+        help="tries to open the source before giving up (default %(default)s); once it has sent audio, "
+        "a source that drops is retried for ever",
     )
     sender.add_argument("--stats", type=Path, help="write the run's figures (delay, CPU) to this JSON file")
     sender.set_defaults(func=send.cmd_send)

@@ -41,14 +41,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     settings = load_settings()
     source = _source(args, settings)
     base, session, token = _target(args, settings)
+    if args.source_tries < 1:
+        raise ConfigError("--source-tries must be at least 1")
     if not MIN_FRAME_MS <= args.frame_ms <= MAX_FRAME_MS:
         raise ConfigError(f"--frame-ms must be between {MIN_FRAME_MS} and {MAX_FRAME_MS}")
 
     from wsp.send.display import Display
 
     display = Display()
-    level = logging.DEBUG if args.verbose else (logging.ERROR if display.console.is_terminal else None)
-    configure_logging(level or settings.log_level, settings.log_format)
+    quiet = logging.ERROR if display.console.is_terminal else logging.WARNING  # the panel says the rest
+    configure_logging(logging.DEBUG if args.verbose else quiet, settings.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one request per session: not worth a line
     result = eventloop.run(_run(args, settings, source, base, session, token, display))
     return _report(result, args.stats, display)
@@ -112,30 +114,36 @@ async def _run(
     from wsp.client import open_session, tracks_for
     from wsp.send.sender import Sender, SendOptions
 
-    info = await open_session(
-        base,
-        session,
-        language=args.language,
-        tracks=tracks_for(args.language, args.task),
-        glossary=args.glossary or (),
-        title=args.title or source.description,
-        token=token,
-        api_key=settings.api_key_value(),
+    options = SendOptions(
+        frame_s=args.frame_ms / 1000, fast=args.as_fast_as_possible, open_attempts=args.source_tries
     )
-    audio_token = token or parse_qs(urlsplit(info.audio_url).query).get("token", [""])[0]
-    print(f"session: {info.id}", flush=True)
-    if info.display_url:
-        print(f"display: {info.display_url}", flush=True)
-    if info.captions_url:
-        print(f"captions: {info.captions_url}", flush=True)
-    continue_hint = f"wsp send SOURCE --url {base} --session {info.id} --token {audio_token}"
-    if not session:
-        print(f"continue: {continue_hint}", flush=True)
-
-    options = SendOptions(frame_s=args.frame_ms / 1000, fast=args.as_fast_as_possible)
-    sender = Sender(
-        source, info.audio_url, options, on_warning=lambda t: display.say(f"warning: {t}", "yellow")
-    )
+    warn = lambda text: display.say(f"warning: {text}", "yellow")  # noqa: E731
+    sender = Sender(source, options, on_warning=warn)
+    await sender.open_source()
+    try:
+        info = await open_session(
+            base,
+            session,
+            language=args.language,
+            tracks=tracks_for(args.language, args.task),
+            glossary=args.glossary or (),
+            title=args.title or source.description,
+            token=token,
+            api_key=settings.api_key_value(),
+        )
+        audio_token = token or parse_qs(urlsplit(info.audio_url).query).get("token", [""])[0]
+        print(f"session: {info.id}", flush=True)
+        if info.display_url:
+            print(f"display: {info.display_url}", flush=True)
+        if info.captions_url:
+            print(f"captions: {info.captions_url}", flush=True)
+        continue_hint = f"wsp send SOURCE --url {base} --session {info.id} --token {audio_token}"
+        if not session:
+            print(f"continue: {continue_hint}", flush=True)
+    except BaseException:  # a refused session (or Ctrl-C): the source thread must not outlive the loop
+        await sender.close()
+        raise
+    sender.connect(info.audio_url)
     presses = 0
 
     def interrupted() -> None:

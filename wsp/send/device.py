@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from wsp.send.sources import Resampler, SourceError, SourceUnavailable
+from wsp.send.resample import Resampler
+from wsp.send.sources import SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 

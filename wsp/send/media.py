@@ -9,9 +9,10 @@ The FFmpeg inside PyAV's wheels is built without libsrt. For a protocol it lacks
 program (Debian's has SRT) receives the stream and copies its audio packets unchanged into a pipe, as
 MPEG-TS; PyAV decodes from that pipe as from any other input.
 
-An HLS reader that reconnects starts a few segments before the live edge, so it hears again what it
-already delivered: audio whose timestamps lie before what was delivered (within
-:data:`HLS_REPLAY_WINDOW_S`) is dropped, and nothing is sent twice.
+An HLS reader that reconnects starts at the oldest segment the playlist still lists, so that an outage
+shorter than the playlist loses nothing; it hears again what it already delivered, and audio whose
+timestamps lie before what was delivered (within :data:`HLS_REPLAY_WINDOW_S`) is dropped: nothing is sent
+twice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import av.container
 
-from wsp.send.sources import NoAudioTrack, Resampler, SourceError, SourceUnavailable
+from wsp.send.resample import Resampler
+from wsp.send.sources import NoAudioTrack, SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,13 @@ READ_TIMEOUT_S = 10.0
 """A stream that delivers nothing for this long has dropped."""
 PROBE_OPTIONS = {"analyzeduration": "1000000", "probesize": "65536"}
 """Look at 1 s of a stream (or 64 kB) to learn its codecs, not FFmpeg's default 5 s: less delay."""
-HLS_REPLAY_WINDOW_S = 30.0
-"""How far back a reconnected HLS reader can start: FFmpeg starts three segments before the end of a live
-playlist, and segments of up to 10 s are common. Audio older than what was delivered, by less than this, is
-a replay; further back, the encoder started a new timeline."""
+HLS_REPLAY_WINDOW_S = 60.0
+"""How far back a reconnected HLS reader can start: a live playlist lists its last few segments (six of
+six seconds is common, 36 s). Audio older than what was delivered, by less than this, is a replay; further
+back, the encoder started a new timeline (a restarted encoder counts from zero again)."""
+HLS_RESUME_OPTIONS = {"live_start_index": "0"}
+"""A reconnecting HLS reader starts at the oldest segment listed (FFmpeg's default is three before the end,
+which loses what came during an outage longer than three segments)."""
 RELAY_PROGRAM = "ffmpeg"
 RELAY_LOW_DELAY = ("-flush_packets", "1", "-muxdelay", "0")
 """Each packet goes into the pipe at once (not when an I/O buffer of seconds of audio is full)."""
@@ -75,6 +80,11 @@ def redact(url: str) -> str:
 def is_url(source: str) -> bool:
     scheme = urlsplit(source).scheme
     return len(scheme) > 1 and "://" in source
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, without the URL (the terminal shows the source beside it)."""
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 class _Relay:
@@ -190,12 +200,14 @@ class MediaSource:
         except (av.InvalidDataError, av.DecoderNotFoundError) as exc:
             if not is_url(self._source):
                 raise SourceError(f"cannot read {self._source}: {exc}") from exc
-            raise SourceUnavailable(f"{self.description}: {exc}") from exc
+            raise SourceUnavailable(_reason(exc)) from exc
         except (av.FFmpegError, OSError) as exc:
-            raise SourceUnavailable(f"{self.description}: {exc.strerror or exc}") from exc
+            raise SourceUnavailable(_reason(exc)) from exc
 
     def _open(self, url: str, format_name: str | None) -> av.container.InputContainer:
-        options = PROBE_OPTIONS if is_url(self._source) else {}
+        options = dict(PROBE_OPTIONS) if is_url(self._source) else {}
+        if self._delivered_until is not None and is_url(self._source):
+            options |= HLS_RESUME_OPTIONS  # read by the HLS demuxer only
         return av.open(
             url, "r", format=format_name, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S)
         )
@@ -228,7 +240,7 @@ class MediaSource:
                 return
             if self._relay is not None:
                 raise self._relay.failure() from exc
-            raise SourceUnavailable(f"{self.description}: {exc}") from exc
+            raise SourceUnavailable(_reason(exc)) from exc
         tail = resampler.convert(None)
         if tail:
             yield tail

@@ -151,15 +151,12 @@ class Sender:
     same event loop (signal handlers). :attr:`status` and :attr:`uplink` are what a display shows."""
 
     def __init__(
-        self,
-        source: Source,
-        audio_url: str,
-        options: SendOptions,
-        on_warning: Callable[[str], None] | None = None,
+        self, source: Source, options: SendOptions, on_warning: Callable[[str], None] | None = None
     ) -> None:
         self._source = source
         self._options = options
-        self.uplink = self._uplink = AudioUplink(audio_url, want_fast=options.fast, on_ack=self._on_ack)
+        self.uplink: AudioUplink
+        """The connection to the session (:meth:`connect`)."""
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
         self.status = SendStatus(source=source.description)
         self._watch = LevelWatch()
@@ -172,7 +169,10 @@ class Sender:
         """(pushed samples after a frame, when its last sample came from the source), oldest first."""
         self._delays: list[float] = []
         self._anchor: float | None = None
+        self._told_pace = False
         self._uplink_task: asyncio.Task[int] | None = None
+        self._reader: threading.Thread | None = None
+        self._started = (time.monotonic(), _cpu_s())
 
     # -- control -------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -192,11 +192,35 @@ class Sender:
         return self._stop.is_set()
 
     # -- the run -------------------------------------------------------------------------------------
-    async def run(self) -> SendResult:
+    async def open_source(self) -> None:
+        """Start reading the source; return once it is open (after its retries), or raise why it is not.
+
+        Called before the session is created, so a source that never opens leaves no session behind.
+        """
         self._loop = asyncio.get_running_loop()
-        started, cpu_before = time.monotonic(), _cpu_s()
-        reader = threading.Thread(target=self._read_source, name="wsp-send-source", daemon=True)
-        reader.start()
+        self._started = (time.monotonic(), _cpu_s())
+        self._reader = threading.Thread(target=self._read_source, name="wsp-send-source", daemon=True)
+        self._reader.start()
+        item = await self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        if isinstance(item, _Opened):
+            self.status.live = item.live
+
+    async def close(self) -> None:
+        """Stop reading the source and let its thread finish (when :meth:`run` is not reached)."""
+        self._stop.set()
+        if self._reader is not None:
+            await asyncio.to_thread(self._reader.join, THREAD_STOP_S)
+
+    def connect(self, audio_url: str) -> None:
+        """The session's audio address (with its token) that :meth:`run` sends to."""
+        self.uplink = self._uplink = AudioUplink(audio_url, want_fast=self._options.fast, on_ack=self._on_ack)
+
+    async def run(self) -> SendResult:
+        """Send until the source ends or :meth:`stop`; after :meth:`open_source` and :meth:`connect`."""
+        assert self._reader is not None, "open_source() first"
+        started, cpu_before = self._started
         self._uplink_task = asyncio.create_task(self._uplink.run())
         pump = asyncio.create_task(self._pump())
         ended = False
@@ -215,7 +239,7 @@ class Sender:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.gather(pump, self._uplink_task, return_exceptions=True)
-            await asyncio.to_thread(reader.join, THREAD_STOP_S)
+            await asyncio.to_thread(self._reader.join, THREAD_STOP_S)
         return SendResult(
             ended=ended,
             samples=self._uplink.acked,
@@ -239,14 +263,16 @@ class Sender:
     def _read_source(self) -> None:
         attempts = 0
         delivered = 0  # samples handed over; a recording read again after a drop skips them
+        live = False  # once live, always: a stream whose encoder stopped is waited for, not ended
         while not self._stop.is_set():
             try:
                 self.status.source_state = SourceState.OPENING if not delivered else SourceState.RETRYING
                 self._source.open()
-                self._post(_Opened(self._source.live))
+                live = live or self._source.live
+                self._post(_Opened(live))
                 self.status.source_state = SourceState.RUNNING
                 self.status.source_note = ""
-                skip = 0 if self._source.live else delivered * BYTES_PER_SAMPLE
+                skip = 0 if live else delivered * BYTES_PER_SAMPLE
                 for pcm in self._source.read():
                     if self._stop.is_set():
                         break
@@ -258,7 +284,7 @@ class Sender:
                     delivered += len(pcm) // BYTES_PER_SAMPLE
                     attempts = 0
                 else:
-                    if not self._source.live:
+                    if not live:
                         self.status.source_state = SourceState.ENDED
                         break
                     raise SourceUnavailable("the stream ended")
@@ -272,7 +298,7 @@ class Sender:
                 attempts += 1
                 if not delivered and attempts >= self._options.open_attempts:
                     self._post(
-                        SourceError(f"cannot open {self._source.description} ({attempts} tries): {exc}")
+                        SourceError(f"cannot open {self._source.description} after {attempts} tries: {exc}")
                     )
                     return
                 self._retry_later(exc, attempts)
@@ -305,6 +331,8 @@ class Sender:
                 if self._stop.is_set():
                     future.cancel()
                     return
+            except concurrent.futures.CancelledError:  # the loop went away with the item
+                return
 
     # -- the event loop side -------------------------------------------------------------------------
     async def _next(self, stopper: asyncio.Task[Any]) -> _Item:
@@ -353,7 +381,8 @@ class Sender:
         if not self.status.live:
             await self._uplink.wait_for_room(samples)
             fast = bool(self._options.fast and self._uplink.fast_granted)
-            if self._options.fast and self._uplink.fast_granted is False and self.status.paced is None:
+            if self._options.fast and self._uplink.fast_granted is False and not self._told_pace:
+                self._told_pace = True
                 self._on_warning(
                     "ingest takes audio in real time only (WSP_ACCEPT_FAST_AUDIO is off there): "
                     "sending the recording in real time"
