@@ -8,9 +8,12 @@ original recording block by block, so a hole, a repeat or a wrong channel shows.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,19 +28,19 @@ from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
-from tests.send_sources import (
+from tests.send_sources import as_float, positions, session_pcm
+from tests.served import Served, free_port
+from wsp.bench.live_sources import (
     FFMPEG,
     KINDS,
     PULSEAUDIO,
     LiveSource,
     SendProcess,
-    as_float,
-    positions,
     pulse_server,
-    session_pcm,
     wait_for,
 )
-from tests.served import Served, free_port
+from wsp.bench.processes import Display, LocalPipeline
+from wsp.bench.scoring import error_rate
 from wsp.send.device import parse_channels
 from wsp.send.media import redact
 from wsp.send.meter import SILENCE_WARN_S, LevelWatch
@@ -429,3 +432,74 @@ def test_a_sound_card_channel_through_portaudio_and_a_pulseaudio_null_sink(
     found = positions(speech, held)
     assert len(found) == length_s
     assert_in_order(found)
+
+
+# -- to captions, with the real model ----------------------------------------------------------------------
+EXCERPT_END_S = 20.8
+"""The concert sample's first four sentences: they end in a pause (20.45-21.05 s of silence)."""
+CER_MARGIN = 0.03
+"""A live source may do this much worse than the same audio sent from the file (timing moves the steps)."""
+ARTIFACTS = ROOT / "test-artifacts" / "send"
+
+
+@pytest.fixture(scope="module")
+def model_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    """Redis, ingest, the publisher and one worker with the bundled model, as processes."""
+    pipeline = LocalPipeline(tmp_path_factory.mktemp("send-model"), None, lease_ttl_s=3.0, worker_capacity=1)
+    try:
+        pipeline.start(workers=1)
+        yield pipeline
+    finally:
+        pipeline.close()
+
+
+def captions_of(sender: SendProcess) -> Display:
+    """A display of the sender's session, reading in a thread of its own until the session ends."""
+    display = Display(sender.printed("captions"))
+    thread = threading.Thread(target=asyncio.run, args=(display.run(),), daemon=True)
+    thread.start()
+    display.thread = thread  # type: ignore[attr-defined]
+    return display
+
+
+@needs_ffmpeg
+@pytest.mark.model
+def test_every_source_kind_reaches_the_displays_as_well_as_the_file(
+    model_pipeline: LocalPipeline,
+    excerpt: object,
+    tmp_path: Path,
+    sources: list[LiveSource],
+    senders: list[SendProcess],
+) -> None:
+    path = excerpt(0.0, EXCERPT_END_S)  # type: ignore[operator]
+    reference = "".join(
+        s + "。" for s in (ROOT / "common/samples/ja_concert.txt").read_text().split("。")[:4]
+    )
+    rates: dict[str, float] = {}
+    texts: dict[str, str] = {}
+    for kind in ("file", *KINDS):
+        if kind == "file":
+            sender = SendProcess(str(path), "--url", model_pipeline.ingest_url)
+            senders.append(sender)
+            display = captions_of(sender)
+        else:
+            source = LiveSource(kind, path, tmp_path)
+            sources.append(source)
+            source.play()
+            sender = SendProcess(source.url, "--url", model_pipeline.ingest_url)
+            senders.append(sender)
+            display = captions_of(sender)
+            source.wait(EXCERPT_END_S + 20)
+            time.sleep(2.0)
+            sender.interrupt()
+        assert sender.wait(EXCERPT_END_S + 30) == 0, sender.err[-5:]
+        display.thread.join(60)  # type: ignore[attr-defined]
+        texts[kind] = "".join(e.text for e in display.finals("ja"))
+        rates[kind] = round(error_rate(reference, texts[kind], "ja"), 4)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "cer.json").write_text(
+        json.dumps({"cer": rates, "captions": texts}, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    assert rates["file"] < 0.3, texts["file"]
+    for kind in KINDS:
+        assert rates[kind] <= rates["file"] + CER_MARGIN, (rates, texts)

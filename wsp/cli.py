@@ -204,6 +204,20 @@ def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--workdir", type=Path, help="keep the processes' logs in this directory")
     pipeline.set_defaults(func=bench.cmd_bench_pipeline)
 
+    send = kinds.add_parser(
+        "send",
+        help="wsp send per kind of source (file, RTMP, SRT, HLS through FFmpeg on this machine, a PulseAudio "
+        "null sink as the card): delay from source to ingest acknowledgement, CPU per sender",
+    )
+    send.add_argument("file", type=Path, nargs="?", help="audio to play (default: the bundled sample)")
+    send.add_argument(
+        "--kinds", default="file,rtmp,srt,hls,device", help="comma-separated (default %(default)s)"
+    )
+    send.add_argument("--seconds", type=float, default=60.0, help="audio per kind (default 60)")
+    send.add_argument("--workdir", type=Path, help="keep the processes' logs and stats in this directory")
+    send.add_argument("--json", action="store_true", help="print one JSON object")
+    send.set_defaults(func=bench.cmd_bench_send)
+
     fuzz = kinds.add_parser(
         "fuzz",
         help="send generated malformed, out-of-order and unauthorised input to a real ingest service; "

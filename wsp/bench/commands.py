@@ -128,3 +128,12 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
     figures = run_bench(args.cases, args.seed, args.concurrency)
     print(json.dumps(figures, ensure_ascii=False))
     return 0 if figures["crashes"] == 0 else 1
+
+
+def cmd_bench_send(args: argparse.Namespace) -> int:
+    from wsp.bench.send import run_send_bench, table
+
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    figures = run_send_bench(args.file or bundled_sample(), kinds, args.seconds, args.workdir)
+    print(json.dumps(figures, indent=2) if args.json else table(figures))
+    return 0
