@@ -90,20 +90,45 @@ def excerpt(tmp_path: Path, original: np.ndarray) -> Iterator[object]:
     yield cut
 
 
-@pytest.fixture
-def sources(tmp_path: Path) -> Iterator[list[LiveSource]]:
-    started: list[LiveSource] = []
-    yield started
-    for source in started:
-        source.close()
+class Stage:
+    """The encoders and senders of one test; all of them are ended with it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._sources: list[LiveSource] = []
+        self._senders: list[SendProcess] = []
+
+    def source(self, kind: str, audio: Path = SAMPLE, port: int | None = None) -> LiveSource:
+        source = LiveSource(kind, audio, self.workdir, port)
+        self._sources.append(source)
+        return source
+
+    def send(self, *args: str, env: dict[str, str] | None = None) -> SendProcess:
+        sender = SendProcess(*args, env=env)
+        self._senders.append(sender)
+        return sender
+
+    def live(
+        self, kind: str, ingest_url: str, audio: Path = SAMPLE, **play: float
+    ) -> tuple[LiveSource, SendProcess, str]:
+        """An encoder playing ``audio`` as ``kind``, and `wsp send` sending it into a new session."""
+        source = self.source(kind, audio)
+        source.play(**play)
+        sender = self.send(source.url, "--url", ingest_url)
+        return source, sender, sender.printed("session")
+
+    def close(self) -> None:
+        for sender in self._senders:
+            sender.close()
+        for source in self._sources:
+            source.close()
 
 
 @pytest.fixture
-def senders() -> Iterator[list[SendProcess]]:
-    started: list[SendProcess] = []
-    yield started
-    for sender in started:
-        sender.close()
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    on = Stage(tmp_path)
+    yield on
+    on.close()
 
 
 def assert_in_order(found: list[tuple[float, float]], gaps: int = 0) -> None:
@@ -171,12 +196,11 @@ def test_channels_count_from_one_and_secrets_stay_off_the_screen() -> None:
 # -- files -------------------------------------------------------------------------------------------
 @pytest.mark.redis
 def test_a_file_lands_whole_at_real_time_pace_and_prints_the_display_links(
-    base: str, db: redis.Redis, excerpt: object, senders: list[SendProcess]
+    base: str, db: redis.Redis, excerpt: object, stage: Stage
 ) -> None:
     path = excerpt(0.0, 3.0)  # type: ignore[operator]
     began = time.monotonic()
-    sender = SendProcess(str(path), "--url", base)
-    senders.append(sender)
+    sender = stage.send(str(path), "--url", base)
     sid = sender.printed("session")
     assert sender.wait() == 0, sender.err[-5:]
     took = time.monotonic() - began
@@ -189,20 +213,18 @@ def test_a_file_lands_whole_at_real_time_pace_and_prints_the_display_links(
 
 @pytest.mark.redis
 def test_as_fast_as_possible_only_where_ingest_grants_it(
-    redis_url: str, base: str, db: redis.Redis, excerpt: object, senders: list[SendProcess]
+    redis_url: str, base: str, db: redis.Redis, excerpt: object, stage: Stage
 ) -> None:
     path = excerpt(0.0, 6.0)  # type: ignore[operator]
     granting = ingest(redis_url, accept_fast_audio=True)
     try:
-        fast = SendProcess(str(path), "--url", granting.base, "--as-fast-as-possible", "--stats", "/dev/null")
-        senders.append(fast)
+        fast = stage.send(str(path), "--url", granting.base, "--as-fast-as-possible", "--stats", "/dev/null")
         sid = fast.printed("session")
         assert fast.wait() == 0, fast.err[-5:]
         assert session_pcm(db, sid) == float_to_pcm16(load_audio(path))
     finally:
         granting.stop()
-    refused = SendProcess(str(path), "--url", base, "--as-fast-as-possible")
-    senders.append(refused)
+    refused = stage.send(str(path), "--url", base, "--as-fast-as-possible")
     refused.printed("session")
     began = time.monotonic()
     assert refused.wait() == 0
@@ -219,17 +241,10 @@ def test_a_live_stream_arrives_whole_and_in_order(
     base: str,
     db: redis.Redis,
     original: np.ndarray,
-    tmp_path: Path,
-    sources: list[LiveSource],
-    senders: list[SendProcess],
+    stage: Stage,
 ) -> None:
     length_s = 6.0
-    source = LiveSource(kind, SAMPLE, tmp_path)
-    sources.append(source)
-    source.play(length_s=length_s)
-    sender = SendProcess(source.url, "--url", base)
-    senders.append(sender)
-    sid = sender.printed("session")
+    source, sender, sid = stage.live(kind, base, length_s=length_s)
     source.wait(length_s + 10)
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * (length_s - 1.5), "the stream's audio")
     time.sleep(1.5)
@@ -247,22 +262,14 @@ def test_an_encoder_killed_and_restarted_continues_the_same_session_without_repe
     base: str,
     db: redis.Redis,
     original: np.ndarray,
-    tmp_path: Path,
-    sources: list[LiveSource],
-    senders: list[SendProcess],
+    stage: Stage,
 ) -> None:
-    first = LiveSource("srt", SAMPLE, tmp_path)
-    sources.append(first)
-    first.play(start_s=0.0, length_s=30.0)
-    sender = SendProcess(first.url, "--url", base)
-    senders.append(sender)
-    sid = sender.printed("session")
+    first, sender, sid = stage.live("srt", base, start_s=0.0, length_s=30.0)
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * 4, "4 s of the first stream")
     first.kill()  # the encoder crashes mid-sentence
     before = len(session_pcm(db, sid)) / 2 / SAMPLE_RATE
     time.sleep(2.0)
-    second = LiveSource("srt", SAMPLE, tmp_path, port=first.port)  # restarted, later in the programme
-    sources.append(second)
+    second = stage.source("srt", port=first.port)  # restarted, later in the programme
     second.play(start_s=40.0, length_s=5.0)
     second.wait(20)
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * (before + 4), "the restarted stream")
@@ -283,16 +290,9 @@ def test_an_hls_server_that_goes_away_and_comes_back_sends_nothing_twice(
     base: str,
     db: redis.Redis,
     original: np.ndarray,
-    tmp_path: Path,
-    sources: list[LiveSource],
-    senders: list[SendProcess],
+    stage: Stage,
 ) -> None:
-    source = LiveSource("hls", SAMPLE, tmp_path)
-    sources.append(source)
-    source.play(length_s=14.0)
-    sender = SendProcess(source.url, "--url", base)
-    senders.append(sender)
-    sid = sender.printed("session")
+    source, sender, sid = stage.live("hls", base, length_s=14.0)
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * 4, "4 s of the stream")
     source.unserve()  # a network blip: the segments keep coming, nobody can fetch them
     time.sleep(4.0)
@@ -311,12 +311,11 @@ def test_an_hls_server_that_goes_away_and_comes_back_sends_nothing_twice(
 # -- the ingest side -----------------------------------------------------------------------------------
 @pytest.mark.redis
 def test_an_ingest_restart_mid_stream_loses_and_repeats_nothing(
-    redis_url: str, db: redis.Redis, excerpt: object, senders: list[SendProcess]
+    redis_url: str, db: redis.Redis, excerpt: object, stage: Stage
 ) -> None:
     path = excerpt(10.0, 8.0)  # type: ignore[operator]
     served = ingest(redis_url)
-    sender = SendProcess(str(path), "--url", served.base)
-    senders.append(sender)
+    sender = stage.send(str(path), "--url", served.base)
     sid = sender.printed("session")
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * 2, "2 s of audio")
     served.stop()
@@ -332,13 +331,12 @@ def test_an_ingest_restart_mid_stream_loses_and_repeats_nothing(
 
 @pytest.mark.redis
 def test_ctrl_c_twice_leaves_the_session_open_and_another_sender_finishes_it(
-    redis_url: str, db: redis.Redis, excerpt: object, senders: list[SendProcess]
+    redis_url: str, db: redis.Redis, excerpt: object, stage: Stage
 ) -> None:
     path = excerpt(0.0, 20.0)  # type: ignore[operator]
     rest = excerpt(20.0, 2.0, "rest.wav")  # type: ignore[operator]
     served = ingest(redis_url)
-    sender = SendProcess(str(path), "--url", served.base)
-    senders.append(sender)
+    sender = stage.send(str(path), "--url", served.base)
     sid = sender.printed("session")
     token = sender.printed("continue").split("--token ")[1]
     wait_for(lambda: len(session_pcm(db, sid)) >= 2 * SAMPLE_RATE * 2, "2 s of audio")
@@ -352,8 +350,7 @@ def test_ctrl_c_twice_leaves_the_session_open_and_another_sender_finishes_it(
     held = len(session_pcm(db, sid))
     served = ingest(redis_url, port=served.port)
     try:
-        again = SendProcess(str(rest), "--url", served.base, "--session", sid, "--token", token)
-        senders.append(again)
+        again = stage.send(str(rest), "--url", served.base, "--session", sid, "--token", token)
         assert again.wait() == 0, again.err[-5:]
     finally:
         served.stop()
@@ -364,7 +361,7 @@ def test_ctrl_c_twice_leaves_the_session_open_and_another_sender_finishes_it(
 # -- clear errors --------------------------------------------------------------------------------------
 @pytest.mark.redis
 def test_mistakes_are_one_line_and_exit_2(
-    base: str, db: redis.Redis, tmp_path: Path, excerpt: object, senders: list[SendProcess]
+    base: str, db: redis.Redis, tmp_path: Path, excerpt: object, stage: Stage
 ) -> None:
     sessions_before = db.zcard(keys.sessions_active())
     cases: list[tuple[list[str], str]] = [
@@ -392,8 +389,7 @@ def test_mistakes_are_one_line_and_exit_2(
         )
         cases.append(([str(video)], "no audio track"))
     for args, expected in cases:
-        sender = SendProcess(*args, "--url", base)
-        senders.append(sender)
+        sender = stage.send(*args, "--url", base)
         assert sender.wait() == 2, (args, sender.err[-5:])
         assert expected in last_error(sender), (args, sender.err[-3:])
         if "--source-tries" not in args:
@@ -405,7 +401,7 @@ def test_mistakes_are_one_line_and_exit_2(
 @needs_pulse
 @pytest.mark.redis
 def test_a_sound_card_channel_through_portaudio_and_a_pulseaudio_null_sink(
-    base: str, db: redis.Redis, original: np.ndarray, tmp_path: Path, senders: list[SendProcess]
+    base: str, db: redis.Redis, original: np.ndarray, tmp_path: Path, stage: Stage
 ) -> None:
     """The speech plays on channel 2 of the card, loud noise on channel 1: `--channel 2` must take only
     the speech, through PortAudio (ALSA's PulseAudio device) from the null sink's monitor."""
@@ -415,12 +411,10 @@ def test_a_sound_card_channel_through_portaudio_and_a_pulseaudio_null_sink(
     card = tmp_path / "card.wav"
     sf.write(card, np.stack([noise, speech], axis=1), SAMPLE_RATE, subtype="PCM_16")
     with pulse_server(tmp_path) as env:
-        listed = SendProcess("--list-devices", env=env)
-        senders.append(listed)
+        listed = stage.send("--list-devices", env=env)
         assert listed.wait() == 0
         assert any("pulse" in line for line in listed.out), listed.out
-        sender = SendProcess("--device", "pulse", "--channel", "2", "--url", base, env=env)
-        senders.append(sender)
+        sender = stage.send("--device", "pulse", "--channel", "2", "--url", base, env=env)
         sid = sender.printed("session")
         wait_for(lambda: len(session_pcm(db, sid)) >= SAMPLE_RATE, "the card's first audio")
         played = subprocess.run(["paplay", "--device=desk", str(card)], env=os.environ | env, timeout=60)
@@ -467,9 +461,7 @@ def captions_of(sender: SendProcess) -> Display:
 def test_every_source_kind_reaches_the_displays_as_well_as_the_file(
     model_pipeline: LocalPipeline,
     excerpt: object,
-    tmp_path: Path,
-    sources: list[LiveSource],
-    senders: list[SendProcess],
+    stage: Stage,
 ) -> None:
     path = excerpt(0.0, EXCERPT_END_S)  # type: ignore[operator]
     reference = "".join(
@@ -479,15 +471,12 @@ def test_every_source_kind_reaches_the_displays_as_well_as_the_file(
     texts: dict[str, str] = {}
     for kind in ("file", *KINDS):
         if kind == "file":
-            sender = SendProcess(str(path), "--url", model_pipeline.ingest_url)
-            senders.append(sender)
+            sender = stage.send(str(path), "--url", model_pipeline.ingest_url)
             display = captions_of(sender)
         else:
-            source = LiveSource(kind, path, tmp_path)
-            sources.append(source)
+            source = stage.source(kind, path)
             source.play()
-            sender = SendProcess(source.url, "--url", model_pipeline.ingest_url)
-            senders.append(sender)
+            sender = stage.send(source.url, "--url", model_pipeline.ingest_url)
             display = captions_of(sender)
             source.wait(EXCERPT_END_S + 20)
             time.sleep(2.0)

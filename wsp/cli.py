@@ -42,6 +42,10 @@ def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_task(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe", help=what)
+
+
 def _add_services(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
         "up", help="run everything: Redis (embedded unless WSP_REDIS_URL), ingest, worker, publisher"
@@ -52,12 +56,7 @@ def _add_services(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="`wsp up` + stream the bundled sample, print its captions, exit")
     demo.add_argument("file", type=Path, nargs="?", help="audio file (default: the bundled Japanese sample)")
     demo.add_argument("--language", default="ja", help="spoken language (default ja)")
-    demo.add_argument(
-        "--task",
-        choices=["transcribe", "translate"],
-        default="transcribe",
-        help="translate adds an English track beside the transcription",
-    )
+    _add_task(demo, "translate adds an English track beside the transcription")
     demo.add_argument("--model", help=MODEL_HELP)
     demo.add_argument("--chunk-ms", type=int, default=500, help="audio frame size sent to ingest")
     demo.set_defaults(func=commands.cmd_demo, glossary=None)
@@ -115,12 +114,7 @@ def _add_sender(sub: argparse._SubParsersAction) -> None:
     sender.add_argument("--session", help="continue this session (default: WSP_SESSION; else create one)")
     sender.add_argument("--token", help="with --session: its audio token (default: WSP_AUDIO_TOKEN)")
     sender.add_argument("--language", default="ja", help="a new session's spoken language (default ja)")
-    sender.add_argument(
-        "--task",
-        choices=["transcribe", "translate"],
-        default="transcribe",
-        help="translate: a new session gets an English track beside the transcript",
-    )
+    _add_task(sender, "translate: a new session gets an English track beside the transcript")
     sender.add_argument("--glossary", action="append", help="a new session's name or term (repeatable)")
     sender.add_argument("--title", help="a new session's title (default: the source)")
     sender.add_argument(

@@ -71,7 +71,8 @@ def _source_words(sender: Sender) -> str:
     status = sender.status
     state = status.source_state
     if state is SourceState.RUNNING:
-        kind = "live" if status.live else "recording, real time" if status.paced else "recording, fast"
+        pace = "fast" if status.paced is False else "real time"
+        kind = "live" if status.live else f"recording, {pace}"
         return f"{kind}" + (f", {status.source_drops} drops" if status.source_drops else "")
     if state is SourceState.RETRYING:
         return f"lost, retrying: {status.source_note}"

@@ -171,6 +171,7 @@ class Sender:
         self._anchor: float | None = None
         self._told_pace = False
         self._uplink_task: asyncio.Task[int] | None = None
+        self._pump_task: asyncio.Task[None] | None = None
         self._reader: threading.Thread | None = None
         self._started = (time.monotonic(), _cpu_s())
 
@@ -184,8 +185,9 @@ class Sender:
         """Close the connection now, without ending the session: another sender may continue it."""
         self.stop()
         self._abandoned = True
-        if self._uplink_task is not None:
-            self._uplink_task.cancel()
+        for task in (self._uplink_task, self._pump_task):  # the pump may wait for room that never comes
+            if task is not None:
+                task.cancel()
 
     @property
     def stopping(self) -> bool:
@@ -222,15 +224,13 @@ class Sender:
         assert self._reader is not None, "open_source() first"
         started, cpu_before = self._started
         self._uplink_task = asyncio.create_task(self._uplink.run())
-        pump = asyncio.create_task(self._pump())
+        pump = self._pump_task = asyncio.create_task(self._pump())
         ended = False
         try:
             await asyncio.wait({self._uplink_task, pump}, return_when=asyncio.FIRST_EXCEPTION)
-            if pump.done() and pump.exception() is not None:
+            if pump.done() and not pump.cancelled() and pump.exception() is not None:
                 raise pump.exception()  # type: ignore[misc]
-            if self._uplink_task.cancelled() and self._abandoned:
-                ended = False
-            else:
+            if not self._abandoned:
                 await self._uplink_task
                 ended = True
         finally:
@@ -336,6 +336,10 @@ class Sender:
 
     # -- the event loop side -------------------------------------------------------------------------
     async def _next(self, stopper: asyncio.Task[Any]) -> _Item:
+        """The next item from the source thread; :data:`_END` once the command stops, even with audio
+        still queued (a recording decoded ahead is not sent after Ctrl-C)."""
+        if self._stopping.is_set():
+            return _END
         getter: asyncio.Task[Any] = asyncio.ensure_future(self._queue.get())
         await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
