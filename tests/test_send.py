@@ -28,8 +28,8 @@ from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
-from tests.send_sources import as_float, positions, session_pcm
 from tests.served import Served, free_port
+from wsp.bench.audio_match import as_float, positions, session_pcm
 from wsp.bench.live_sources import (
     FFMPEG,
     KINDS,

@@ -6,6 +6,7 @@ server whose null sink stands in for a sound card, and the `wsp send` command it
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import http.server
 import os
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from common.errors import ConfigError
 from wsp.bench.processes import PipelineError, free_port
@@ -31,6 +33,13 @@ STOP_S = 30.0
 ENCODE = ["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"]
 """How these encoders send: AAC, 48 kHz stereo, as OBS or a hardware encoder would."""
 KINDS = ("rtmp", "srt", "hls")
+FEED_RATE = 16_000
+FEED_PIECE_S = 0.02
+"""A fed encoder gets its PCM in pieces this long: a capture card's buffer."""
+FEED_PIPE_BYTES = 4096
+"""The pipe into a fed encoder holds about 0.1 s, so a piece's write time is close to when it is encoded."""
+F_SETPIPE_SZ = 1031
+"""Linux's fcntl command that sets a pipe's size."""
 HLS_SEGMENT_S = 1
 HLS_LIST_SIZE = 10
 """Segments the HLS playlist lists: a reader that lost it for a few seconds finds what it missed."""
@@ -63,10 +72,25 @@ class LiveSource:
         }[kind]
 
     def play(self, start_s: float = 0.0, length_s: float | None = None) -> None:
-        """Start FFmpeg (the encoder); for HLS also the HTTP server, once the first segments exist."""
+        """Start FFmpeg (the encoder) on the file, read in real time; for HLS also the HTTP server."""
+        self._start(ffmpeg_input(self._audio, start_s, length_s), subprocess.DEVNULL)
+        self._published()
+
+    def feed(self, pcm: bytes) -> FeedClock:
+        """Start FFmpeg on PCM (16 kHz mono s16le) that a thread writes into it in real time, as a capture
+        card would, noting when each piece went in: the source time of every sample."""
+        self._start(["-f", "s16le", "-ar", str(FEED_RATE), "-ac", "1", "-i", "pipe:0"], subprocess.PIPE)
+        assert self._proc is not None and self._proc.stdin is not None
+        with contextlib.suppress(OSError):  # a small pipe: what is written is soon in the encoder
+            fcntl.fcntl(self._proc.stdin.fileno(), F_SETPIPE_SZ, FEED_PIPE_BYTES)
+        clock = FeedClock(self._proc.stdin, pcm)
+        clock.start()
+        self._published()
+        return clock
+
+    def _start(self, source: list[str], stdin: int) -> None:
         assert FFMPEG is not None  # checked in the constructor
         common = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-        source = ffmpeg_input(self._audio, start_s, length_s)
         if self.kind == "rtmp":
             out = [*ENCODE, "-f", "flv", "-listen", "1", self.url]
         elif self.kind == "srt":
@@ -76,8 +100,11 @@ class LiveSource:
             segments = ["-hls_time", str(HLS_SEGMENT_S), "-hls_list_size", str(HLS_LIST_SIZE)]
             out = [*ENCODE, "-f", "hls", *segments, str(self.hls_dir / "live.m3u8")]
         log = (self._workdir / f"ffmpeg-{self.kind}-{self.port}.log").open("ab")
-        self._proc = subprocess.Popen([*common, *source, *out], stdin=subprocess.DEVNULL, stderr=log)
+        self._proc = subprocess.Popen([*common, *source, *out], stdin=stdin, stderr=log)
         log.close()
+
+    def _published(self) -> None:
+        """For HLS: once the first playlist exists, serve it."""
         if self.kind == "hls":
             wait_for(lambda: (self.hls_dir / "live.m3u8").exists(), "the first HLS playlist")
             if self._http is None:
@@ -111,6 +138,46 @@ class LiveSource:
     def close(self) -> None:
         self.kill()
         self.unserve()
+
+
+class FeedClock:
+    """Writes PCM into an encoder in pieces of :data:`FEED_PIECE_S`, each when it is due in real time,
+    and remembers when each piece had gone in."""
+
+    def __init__(self, pipe: Any, pcm: bytes) -> None:
+        self._pipe = pipe
+        self._pcm = pcm
+        self._piece = round(FEED_PIECE_S * FEED_RATE) * 2
+        self.written: list[float] = []
+        """``time.monotonic()`` when each piece had been written."""
+        self._thread = threading.Thread(target=self._write, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def _write(self) -> None:
+        began: float | None = None
+        try:
+            for number, pos in enumerate(range(0, len(self._pcm), self._piece)):
+                if began is not None:
+                    time.sleep(max(0.0, began + number * FEED_PIECE_S - time.monotonic()))
+                self._pipe.write(self._pcm[pos : pos + self._piece])
+                self._pipe.flush()
+                self.written.append(time.monotonic())
+                began = began if began is not None else self.written[0] - FEED_PIECE_S
+        except (BrokenPipeError, ValueError, OSError):  # the encoder went away
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self._pipe.close()
+
+    def at(self, sample: int) -> float | None:
+        """When the piece holding ``sample`` (counted from the first fed) had gone into the encoder."""
+        index = sample * 2 // self._piece
+        return self.written[index] if 0 <= index < len(self.written) else None
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -101,8 +101,10 @@ class SendResult:
     source_drops: int
     reconnects: int
     dropped_samples: int
+    acks: list[Ack] = field(default_factory=list)
+    """Every acknowledgement, with its ``time.monotonic()``: benchmarks compare it with the source's clock."""
 
-    def figures(self) -> dict[str, float | int | bool]:
+    def figures(self) -> dict[str, Any]:
         """The run in numbers: audio, the delay from source to acknowledgement (p50/p90), CPU."""
         delays = np.asarray(self.delays_s, dtype=float)
         p50, p90 = np.percentile(delays, [50, 90]) if delays.size else (float("nan"), float("nan"))
@@ -119,6 +121,7 @@ class SendResult:
             "source_drops": self.source_drops,
             "reconnects": self.reconnects,
             "dropped_s": round(self.dropped_samples / SAMPLE_RATE, 3),
+            "acks_at": [[round(a.at, 4), a.samples] for a in self.acks],
         }
 
 
@@ -168,6 +171,7 @@ class Sender:
         self._marks: deque[tuple[int, float]] = deque()
         """(pushed samples after a frame, when its last sample came from the source), oldest first."""
         self._delays: list[float] = []
+        self._acks: list[Ack] = []
         self._anchor: float | None = None
         self._told_pace = False
         self._uplink_task: asyncio.Task[int] | None = None
@@ -249,6 +253,7 @@ class Sender:
             source_drops=self.status.source_drops,
             reconnects=self._uplink.reconnects,
             dropped_samples=self._uplink.dropped,
+            acks=list(self._acks),
         )
 
     def _on_ack(self, ack: Ack) -> None:
@@ -258,6 +263,7 @@ class Sender:
             last = self._marks.popleft()[1]
         if last is not None:
             self._delays.append(ack.at - last)
+        self._acks.append(ack)
 
     # -- the source thread ---------------------------------------------------------------------------
     def _read_source(self) -> None:

@@ -1,5 +1,5 @@
-"""What the `wsp send` tests read back: a session's audio from Redis, located second by second in the
-original recording, so that a hole, a repeat or a wrong channel shows."""
+"""What `wsp send`'s tests and benchmark read back: a session's audio from Redis, located second by second
+in the original recording, so that a hole, a repeat or a wrong channel shows."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import redis
 
 from common.audio import SAMPLE_RATE
 from common.contract import keys
+from wsp.bench.processes import PipelineError
 
 LEAD_S = 0.5
 """Silence put before the original when looking for the session's audio in it (see :func:`positions`)."""
@@ -22,7 +23,8 @@ def session_pcm(db: redis.Redis, sid: str) -> bytes:
     for _, fields in entries:
         if fields.get(b"kind") != b"audio":
             continue
-        assert int(fields[b"sample0"]) == len(pcm) // 2, "the session's audio has a hole or an overlap"
+        if int(fields[b"sample0"]) != len(pcm) // 2:
+            raise PipelineError(f"the audio of session {sid} has a hole or an overlap")
         pcm += fields[b"pcm"]
     return bytes(pcm)
 
