@@ -24,12 +24,14 @@ from common.logs import configure_logging
 from common.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from wsp.client import SessionInfo
     from wsp.send.display import Display
     from wsp.send.sender import SendResult
     from wsp.send.sources import Source
 
 EXIT_LEFT_OPEN = 130
-"""Exit status when the second Ctrl-C left the session open (the shell's code for an interrupted program)."""
+"""Exit status when Ctrl-C left the session open, or came before there was one (the shell's code for an
+interrupted program)."""
 MAX_FRAME_MS = 1000
 MIN_FRAME_MS = 10
 """Frames between 10 ms and 1 s: the ingest protocol's ~0.1-1 s frames, well under its largest frame."""
@@ -110,8 +112,8 @@ async def _run(
     session: str | None,
     token: str | None,
     display: Display,
-) -> SendResult:
-    from wsp.client import open_session, tracks_for
+) -> SendResult | None:
+    """Open the source, then the session, then send; None when Ctrl-C came before there was a session."""
     from wsp.send.sender import Sender, SendOptions
 
     options = SendOptions(
@@ -119,38 +121,15 @@ async def _run(
     )
     warn = lambda text: display.say(f"warning: {text}", "yellow")  # noqa: E731
     sender = Sender(source, options, on_warning=warn)
-    await sender.open_source()
-    try:
-        info = await open_session(
-            base,
-            session,
-            language=args.language,
-            tracks=tracks_for(args.language, args.task),
-            glossary=args.glossary or (),
-            title=args.title or source.description,
-            token=token,
-            api_key=settings.api_key_value(),
-        )
-        audio_token = token or parse_qs(urlsplit(info.audio_url).query).get("token", [""])[0]
-        print(f"session: {info.id}", flush=True)
-        if info.display_url:
-            print(f"display: {info.display_url}", flush=True)
-        if info.captions_url:
-            print(f"captions: {info.captions_url}", flush=True)
-        continue_hint = f"wsp send SOURCE --url {base} --session {info.id} --token {audio_token}"
-        if not session:
-            print(f"continue: {continue_hint}", flush=True)
-    except BaseException:  # a refused session (or Ctrl-C): the source thread must not outlive the loop
-        await sender.close()
-        raise
-    sender.connect(info.audio_url)
     presses = 0
+    continue_hint = ""
 
     def interrupted() -> None:
         nonlocal presses
         presses += 1
         if presses == 1:
-            display.say("ending the session: sending what is left ... (Ctrl-C again leaves it open)")
+            if continue_hint:
+                display.say("ending the session: sending what is left ... (Ctrl-C again leaves it open)")
             sender.stop()
         else:
             sender.abandon()
@@ -159,6 +138,16 @@ async def _run(
     loop.add_signal_handler(signal.SIGINT, interrupted)
     loop.add_signal_handler(signal.SIGTERM, sender.abandon)  # a stopped container: others may go on
     try:
+        try:
+            await sender.open_source()
+            if sender.stopping:
+                await sender.close()
+                return None
+            info, continue_hint = await _announce(args, settings, source, base, session, token)
+        except BaseException:  # a refused session: the source thread must not outlive the loop
+            await sender.close()
+            raise
+        sender.connect(info.audio_url)
         async with display.showing(sender):
             result = await sender.run()
     finally:
@@ -169,7 +158,43 @@ async def _run(
     return result
 
 
-def _report(result: SendResult, stats: Path | None, display: Display) -> int:
+async def _announce(
+    args: argparse.Namespace,
+    settings: Settings,
+    source: Source,
+    base: str,
+    session: str | None,
+    token: str | None,
+) -> tuple[SessionInfo, str]:
+    """Create the session (or look it up) and print its links; the session and the `continue:` command."""
+    from wsp.client import open_session, tracks_for
+
+    info = await open_session(
+        base,
+        session,
+        language=args.language,
+        tracks=tracks_for(args.language, args.task),
+        glossary=args.glossary or (),
+        title=args.title or source.description,
+        token=token,
+        api_key=settings.api_key_value(),
+    )
+    audio_token = token or parse_qs(urlsplit(info.audio_url).query).get("token", [""])[0]
+    print(f"session: {info.id}", flush=True)
+    if info.display_url:
+        print(f"display: {info.display_url}", flush=True)
+    if info.captions_url:
+        print(f"captions: {info.captions_url}", flush=True)
+    continue_hint = f"wsp send SOURCE --url {base} --session {info.id} --token {audio_token}"
+    if not session:
+        print(f"continue: {continue_hint}", flush=True)
+    return info, continue_hint
+
+
+def _report(result: SendResult | None, stats: Path | None, display: Display) -> int:
+    if result is None:
+        display.say("stopped before anything was sent")
+        return EXIT_LEFT_OPEN
     figures = result.figures()
     display.say(
         ("ended" if result.ended else "left open")

@@ -174,6 +174,9 @@ class DeviceSource:
             if pcm:
                 yield pcm
 
+    def stop(self) -> None:
+        self._stopped.set()
+
     def close(self) -> None:
         self._stopped.set()
         stream, self._stream = self._stream, None

@@ -131,6 +131,11 @@ class _Relay:
             return NoAudioTrack("the stream has no audio track")
         return SourceUnavailable(text)
 
+    def stop(self) -> None:
+        """End the relay process (safe from any thread): its pipe closes and a blocked read returns."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()
@@ -259,6 +264,13 @@ class MediaSource:
             return True
         self._delivered_until = end
         return False
+
+    def stop(self) -> None:
+        """A read waiting on a relay returns at once; one waiting on the network within its timeout."""
+        self._stopped.set()
+        relay = self._relay
+        if relay is not None:
+            relay.stop()
 
     def close(self) -> None:
         self._stopped.set()

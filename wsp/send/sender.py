@@ -184,6 +184,7 @@ class Sender:
         """Stop reading the source, send what was read, end the session."""
         self._stop.set()
         self._stopping.set()
+        self._source.stop()
 
     def abandon(self) -> None:
         """Close the connection now, without ending the session: another sender may continue it."""
@@ -207,7 +208,11 @@ class Sender:
         self._started = (time.monotonic(), _cpu_s())
         self._reader = threading.Thread(target=self._read_source, name="wsp-send-source", daemon=True)
         self._reader.start()
-        item = await self._queue.get()
+        stopper: asyncio.Task[Any] = asyncio.ensure_future(self._stopping.wait())
+        try:
+            item = await self._next(stopper)
+        finally:
+            stopper.cancel()
         if isinstance(item, Exception):
             raise item
         if isinstance(item, _Opened):
@@ -216,6 +221,7 @@ class Sender:
     async def close(self) -> None:
         """Stop reading the source and let its thread finish (when :meth:`run` is not reached)."""
         self._stop.set()
+        self._source.stop()
         if self._reader is not None:
             await asyncio.to_thread(self._reader.join, THREAD_STOP_S)
 
@@ -313,6 +319,8 @@ class Sender:
         self._post(_END)
 
     def _retry_later(self, exc: Exception, attempts: int) -> None:
+        if self._stop.is_set():  # the source failed because the command stopped it
+            return
         pause = backoff_s(attempts, SOURCE_RETRY_BASE_S, SOURCE_RETRY_CAP_S)
         if self.status.source_state is SourceState.RUNNING:
             self.status.source_drops += 1

@@ -41,5 +41,8 @@ class Source(Protocol):
         """PCM s16le, 16 kHz, mono, as it comes; returns at the end of a recording."""
         ...
 
+    def stop(self) -> None:
+        """From another thread: make a blocked :meth:`open` or :meth:`read` return soon."""
+
     def close(self) -> None:
-        """Release the source; safe to call from another thread to stop a :meth:`read`."""
+        """Release the source (from the thread that reads it)."""
