@@ -245,6 +245,7 @@ class Sender:
                 ended = True
         finally:
             self._stop.set()
+            self._source.stop()
             for task in (pump, self._uplink_task):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
