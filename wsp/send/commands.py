@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -42,7 +43,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return _list_devices()
     settings = load_settings()
     source = _source(args, settings)
-    base, session, token = _target(args, settings)
+    target = _target(args, settings)
     if args.source_tries < 1:
         raise ConfigError("--source-tries must be at least 1")
     if not MIN_FRAME_MS <= args.frame_ms <= MAX_FRAME_MS:
@@ -54,7 +55,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     quiet = logging.ERROR if display.console.is_terminal else logging.WARNING  # the panel says the rest
     configure_logging(logging.DEBUG if args.verbose else quiet, settings.log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one request per session: not worth a line
-    result = eventloop.run(_run(args, settings, source, base, session, token, display))
+    result = eventloop.run(_run(args, settings, source, target, display))
     return _report(result, args.stats, display)
 
 
@@ -89,7 +90,16 @@ def _source(args: argparse.Namespace, settings: Settings) -> Source:
     return MediaSource(spec)
 
 
-def _target(args: argparse.Namespace, settings: Settings) -> tuple[str, str | None, str | None]:
+@dataclass(frozen=True)
+class Target:
+    """Where the audio goes: the ingest service, and the session to continue (None: a new one)."""
+
+    base: str
+    session: str | None
+    token: str | None
+
+
+def _target(args: argparse.Namespace, settings: Settings) -> Target:
     from wsp.client import http_base
 
     url = args.url or settings.ingest_url
@@ -101,16 +111,14 @@ def _target(args: argparse.Namespace, settings: Settings) -> tuple[str, str | No
     token = args.token or (settings.audio_token.get_secret_value() if settings.audio_token else None)
     if session and not token:
         raise ConfigError("--session needs --token: the audio token the session was created with")
-    return http_base(url), session, token
+    return Target(http_base(url), session, token)
 
 
 async def _run(
     args: argparse.Namespace,
     settings: Settings,
     source: Source,
-    base: str,
-    session: str | None,
-    token: str | None,
+    target: Target,
     display: Display,
 ) -> SendResult | None:
     """Open the source, then the session, then send; None when Ctrl-C came before there was a session."""
@@ -143,7 +151,7 @@ async def _run(
             if sender.stopping:
                 await sender.close()
                 return None
-            info, continue_hint = await _announce(args, settings, source, base, session, token)
+            info, continue_hint = await _announce(args, settings, source, target)
         except BaseException:  # a refused session: the source thread must not outlive the loop
             await sender.close()
             raise
@@ -159,16 +167,12 @@ async def _run(
 
 
 async def _announce(
-    args: argparse.Namespace,
-    settings: Settings,
-    source: Source,
-    base: str,
-    session: str | None,
-    token: str | None,
+    args: argparse.Namespace, settings: Settings, source: Source, target: Target
 ) -> tuple[SessionInfo, str]:
     """Create the session (or look it up) and print its links; the session and the `continue:` command."""
     from wsp.client import open_session, tracks_for
 
+    base, session, token = target.base, target.session, target.token
     info = await open_session(
         base,
         session,
