@@ -183,6 +183,27 @@ class Settings(BaseSettings):
         "accepted wherever a session token is. Unset: anyone may create sessions.",
     )
 
+    # -- wsp send (a venue's audio source into a session) --
+    source: str | None = Field(
+        default=None,
+        description="What `wsp send` sends when given no SOURCE: a stream URL (srt://, rtmp://, "
+        "rtsp://, http(s)://...m3u8, Icecast) or a file.",
+    )
+    ingest_url: str | None = Field(
+        default=None, description="The ingest service `wsp send` sends to when given no --url."
+    )
+    session: str | None = Field(
+        default=None, description="The session `wsp send` continues when given no --session."
+    )
+    audio_token: SecretStr | None = Field(
+        default=None, description="That session's audio token (`wsp send` without --token)."
+    )
+
+    @field_validator("source", "ingest_url", "session", "audio_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("model")
     @classmethod
     def _model_not_blank(cls, value: str) -> str:

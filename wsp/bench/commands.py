@@ -145,3 +145,12 @@ def cmd_bench_venue(args: argparse.Namespace) -> int:
     plan = VenuePlan(args.abandoned, args.runs, args.sessions, args.seconds, args.maxmemory, args.workdir)
     print(json.dumps(run_bench(plan)))
     return 0
+
+
+def cmd_bench_send(args: argparse.Namespace) -> int:
+    from wsp.bench.send import run_send_bench, table
+
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    figures = run_send_bench(args.file or bundled_sample(), kinds, args.seconds, args.workdir)
+    print(json.dumps(figures, indent=2) if args.json else table(figures))
+    return 0
