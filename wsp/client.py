@@ -143,6 +143,7 @@ async def push_audio(audio_url: str, pcm: bytes, chunk_bytes: int, realtime: boo
                 await asyncio.sleep(max(0.0, began + (pos + len(frame)) / BYTES_PER_SECOND - loop.time()))
             uplink.push(frame)
         uplink.finish()
+
     producer = asyncio.create_task(produce())
     try:
         samples = await uplink.run()
