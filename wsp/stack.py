@@ -35,6 +35,18 @@ READY_TIMEOUT_S = 180.0
 """Longest wait for the services and the worker (which loads the model) to come up."""
 
 
+EMBEDDED_FSYNC = "everysec"
+"""The embedded Redis of `wsp up` writes its append-only file to disk every second: a stopped or killed
+`wsp up` loses nothing, a machine that loses power at most the last second."""
+
+
+def embedded_redis(settings: Settings, persistent: bool) -> EmbeddedRedis:
+    """The embedded Redis of the stack: in ``WSP_REDIS_DATA_DIR`` with an append-only file, or ephemeral."""
+    if not persistent:
+        return EmbeddedRedis()
+    return EmbeddedRedis(directory=settings.redis_data_dir, persistent=True, fsync=EMBEDDED_FSYNC)
+
+
 class _QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to the stack (several servers share one loop)."""
 
@@ -48,13 +60,19 @@ class StackUrls:
     redis: str
     ingest: str
     publisher: str
+    """Where displays reach the publisher (its public address when it has one)."""
 
 
 class Stack:
-    """Start with ``await stack.start()``, stop with ``await stack.stop()``."""
+    """Start with ``await stack.start()``, stop with ``await stack.stop()``.
 
-    def __init__(self, settings: Settings) -> None:
+    ``persistent``: the embedded Redis keeps its data in ``WSP_REDIS_DATA_DIR`` (an append-only file),
+    so sessions survive a restart (``wsp up``); otherwise it starts empty in a temporary folder.
+    """
+
+    def __init__(self, settings: Settings, persistent: bool = False) -> None:
         self._settings = settings
+        self._persistent = persistent
         self._embedded: EmbeddedRedis | None = None
         self._clients: list[Redis] = []
         self._servers: list[_QuietServer] = []
@@ -68,7 +86,7 @@ class Stack:
         if self._settings.redis_url:
             url = self._settings.redis_url
         else:
-            self._embedded = await asyncio.to_thread(EmbeddedRedis)
+            self._embedded = await asyncio.to_thread(embedded_redis, self._settings, self._persistent)
             url = self._embedded.url
         self.settings = settings = self._settings.model_copy(update={"redis_url": url})
         for make in (ingest_config, publisher_config):
@@ -83,9 +101,8 @@ class Stack:
         await self._monitor.enter_async_context(monitor)
         await self._wait_ready(url)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-        self.urls = StackUrls(
-            url, f"http://{host}:{settings.ingest_port}", f"http://{host}:{settings.publisher_port}"
-        )
+        publisher = settings.public_url or f"http://{host}:{settings.publisher_port}"
+        self.urls = StackUrls(url, f"http://{host}:{settings.ingest_port}", publisher)
         return self.urls
 
     async def _wait_ready(self, url: str) -> None:

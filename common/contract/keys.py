@@ -16,6 +16,9 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TRACK_NAME = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})?$")
 """A track is named by its output language, e.g. ``ja`` or ``en``."""
 
+LINK_CODE = re.compile(r"^[a-z0-9]{4,32}$")
+"""What the code of a short display link may look like (lower case letters and digits)."""
+
 
 class InvalidId(ValueError):
     """A session id or track name that must not become part of a key."""
@@ -100,6 +103,13 @@ def workers() -> str:
 def worker(worker_id: str) -> str:
     """Hash: one worker's capacity, owned sessions count, host."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+def short_link(code: str) -> str:
+    """String with a TTL: where the short display link ``/d/<code>`` leads (:mod:`common.contract.links`)."""
+    if not LINK_CODE.fullmatch(code):
+        raise InvalidId(f"invalid link code {code[:40]!r}")
+    return f"{PREFIX}:link:{code}"
 
 
 def session_keys(sid: str, tracks: list[str]) -> list[str]:
