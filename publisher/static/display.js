@@ -220,6 +220,7 @@
     const first = document.createElement("div");
     first.className = "first";
     first.lang = order()[0].name;
+    first.dataset.track = order()[0].name;
     el.appendChild(first);
     const block = { sentence: line.sentence, start: line.start, end: line.end, lines: 0, el, first, seconds: new Map() };
     blocks.push(block);
@@ -255,6 +256,7 @@
       el = document.createElement("p");
       el.className = "second";
       el.lang = t.name;
+      el.dataset.track = t.name;
       el.appendChild(span(""));
       block.el.appendChild(el);
       block.seconds.set(t.name, el);

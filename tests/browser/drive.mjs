@@ -176,12 +176,12 @@ async function live() {
       await shot(stage, "display-stage"),
       await shot(phone, "display-phone-light"),
     );
-    // the same session as an OBS source: chroma key, two lines, no indicator
+    // the same session as an OBS source: transparent, two lines, no indicator
     const obs = await context.newPage();
     await obs.setViewportSize({ width: 1280, height: 720 });
-    await obs.goto(links.find((l) => l.includes("theme=chroma")));
+    await obs.goto(links.find((l) => l.includes("theme=transparent")));
     await waitFor(obs, () => window.wspDisplay.state() === "ended", null, 15000, "the OBS display replaying");
-    result.screenshots.push(await shot(obs, "display-obs-chroma"));
+    result.screenshots.push(await shot(obs, "display-obs-transparent"));
     result.obs = await displayReport(obs);
     result.pageErrors = errors;
   } finally {

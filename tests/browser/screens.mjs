@@ -9,8 +9,13 @@
 // (text laid out in line boxes, clipped by the caption area) and, per display, the figures a reader
 // feels are computed: characters per line, characters on screen, line changes per minute, how long each
 // line stays on screen, how often only unstable text is visible. Screenshots go to `artifacts`.
-// Scenario "obs": a transparent display over nothing, screenshotted with its alpha channel.
+// A display with `alpha` is also screenshotted over nothing (its alpha channel kept): OBS composites it.
+// Scenario "mic": the microphone page of a running pipeline: display links with QR codes and short links,
+// the locked form and New session, the input device and channel pickers, the lag readout.
+// Scenario "gone": a session whose server data is lost: honest words on the display and the mic page,
+// and dimmed captions while the caption server is away. pytest does what it is asked (JSON lines).
 import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { join, extname } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -22,13 +27,65 @@ const STEP_MS = 100;
 const TAIL_MS = 15000; // page time replayed after the last event
 const TYPES = { ".html": "text/html", ".css": "text/css", ".js": "text/javascript" };
 
-function launch() {
+function launch(extra = []) {
   return chromium.launch({
     executablePath: config.chromium,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+      "--autoplay-policy=no-user-gesture-required", ...extra],
     timeout: 60000,
   });
+}
+
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function ask(what) {
+  process.stdout.write(JSON.stringify({ event: "ask", what }) + "\n");
+  const answer = await lines.next();
+  if (answer.done || answer.value.trim() !== "done") throw new Error(`pytest did not do ${what}`);
+}
+
+async function waitFor(page, predicate, arg, timeoutMs, what) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: timeoutMs, polling: 100 });
+  } catch {
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+}
+
+async function shot(page, name, options = {}) {
+  const path = join(config.artifacts, name + ".png");
+  await page.screenshot({ path, ...options });
+  return path;
+}
+
+/** Alpha of a PNG's pixels, read back through a canvas: shares fully transparent, fully opaque, between. */
+async function alphaStats(browser, png) {
+  const page = await browser.newPage();
+  try {
+    return await page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = "data:image/png;base64," + b64;
+      await img.decode();
+      const canvas = document.createElement("canvas");
+      canvas.width = img.width;
+      canvas.height = img.height;
+      const g = canvas.getContext("2d");
+      g.drawImage(img, 0, 0);
+      const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
+      let clear = 0;
+      let solid = 0;
+      for (let i = 3; i < data.length; i += 4) {
+        if (data[i] === 0) clear += 1;
+        else if (data[i] === 255) solid += 1;
+      }
+      const n = data.length / 4;
+      return { transparent: clear / n, opaque: solid / n, between: (n - clear - solid) / n, topLeftAlpha: data[3] };
+    }, png.toString("base64"));
+  } finally {
+    await page.close();
+  }
 }
 
 /** Serves the display page from `dir` and the session record; the captions socket is the caller's. */
@@ -207,10 +264,17 @@ async function replay(browser, display) {
   const path = join(config.artifacts, `${display.name}-end.png`);
   await page.screenshot({ path, fullPage: false });
   shots.end = path;
+  let alpha = null;
+  if (display.alpha) {
+    const png = await page.screenshot({ path: join(config.artifacts, `${display.name}-alpha.png`), omitBackground: true });
+    shots.alpha = join(config.artifacts, `${display.name}-alpha.png`);
+    alpha = await alphaStats(page.context().browser(), png);
+  }
   const result = {
     name: display.name,
     figures: figures(samples, firstAt, lastAt),
     errors,
+    alpha,
     screenshots: shots,
     last: samples[samples.length - 1],
     options: await page.evaluate(() => (window.wspDisplay.options ? window.wspDisplay.options() : null)),
@@ -232,7 +296,162 @@ async function pacing() {
   }
 }
 
-const scenarios = { pacing };
+// -- the microphone page --------------------------------------------------------------------------
+async function mic() {
+  const browser = await launch(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${config.audio}`]);
+  const out = { screenshots: [], errors: [] };
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 1100 } });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => out.errors.push(error.message));
+    page.on("dialog", (dialog) => dialog.accept());
+    await page.goto(config.ingest + "/");
+    await page.fill("#title", "秋の定期演奏会");
+    await page.click("#create");
+    await waitFor(page, () => document.querySelectorAll("#link-list li.display").length >= 4, null, 15000, "display cards");
+    out.cards = await page.$$eval("#link-list li.display", (items) => items.map((li) => ({
+      kind: li.dataset.kind,
+      label: li.querySelector(".label").innerText,
+      short: li.querySelector(".short").href,
+      shortText: li.querySelector(".short").innerText,
+      url: li.querySelector("input").value,
+      qrViewBox: li.querySelector(".qr svg") ? li.querySelector(".qr svg").getAttribute("viewBox") : null,
+      qrSize: li.querySelector(".qr").getBoundingClientRect().width,
+    })));
+    out.session = await page.evaluate(() => window.wspMic.session());
+    out.locked = await page.evaluate(() => ({
+      fields: document.getElementById("create-fields").disabled,
+      createHidden: document.getElementById("create").hidden,
+      newSession: !document.getElementById("new-session").hidden,
+      localWarning: document.getElementById("links-local").hidden ? "" : document.getElementById("links-local").innerText,
+    }));
+    out.screenshots.push(await shot(page, "mic-links", { fullPage: true }));
+
+    // a short link opens its display on "another device"
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+    const phonePage = await phone.newPage();
+    phonePage.on("pageerror", (error) => out.errors.push("phone: " + error.message));
+    await phonePage.goto(out.cards.find((c) => c.kind === "phone").short);
+    await waitFor(phonePage, () => window.wspDisplay && window.wspDisplay.state() === "live", null, 15000, "the phone display");
+    out.phoneLanded = phonePage.url();
+    out.phoneOptions = await phonePage.evaluate(() => window.wspDisplay.options());
+
+    // the input pickers: start, then the channels of the (two-channel) fake device
+    await page.click("#start");
+    await waitFor(page, () => document.getElementById("stage").dataset.state === "live", null, 20000, "streaming");
+    await waitFor(page, () => document.querySelectorAll("#device option").length > 1, null, 10000, "named inputs");
+    out.devices = await page.$$eval("#device option", (o) => o.map((x) => ({ value: x.value, label: x.textContent })));
+    out.channels = await page.$$eval("#channel option", (o) => o.map((x) => ({ value: x.value, label: x.textContent })));
+    out.channelDisabled = await page.$eval("#channel", (s) => s.disabled);
+    const level = async () => {
+      let peak = 0;
+      for (let i = 0; i < 30; i++) {
+        peak = Math.max(peak, await page.$eval("#level-bar", (el) => parseFloat(el.style.width) || 0));
+        await sleep(100);
+      }
+      return peak;
+    };
+    await page.selectOption("#channel", "0");
+    await sleep(300);
+    out.levelChannel1 = await level();
+    await page.selectOption("#channel", "1");
+    await sleep(300);
+    out.levelChannel2 = await level();
+    await waitFor(page, () => /behind the audio/.test(document.getElementById("lag").innerText), null, 30000, "a lag readout");
+    out.lag = await page.evaluate(() => window.wspMic.lag());
+    out.input = await page.evaluate(() => window.wspMic.input());
+    out.newSessionWhileStreaming = await page.$eval("#new-session", (b) => b.disabled);
+    out.screenshots.push(await shot(page, "mic-streaming"));
+    await page.click("#stop");
+    await waitFor(page, () => document.getElementById("stage").dataset.state === "stopped", null, 20000, "stopped");
+
+    // New session: the form opens again; a chosen input is used by the next Start
+    await page.click("#new-session");
+    await waitFor(page, () => !document.getElementById("create-fields").disabled, null, 5000, "the form unlocked");
+    out.afterNewSession = await page.evaluate(() => ({ links: document.getElementById("links").hidden, url: location.search }));
+    const second = out.devices.find((d) => /Input 2/.test(d.label));
+    await page.selectOption("#device", second.value);
+    await page.click("#create");
+    await waitFor(page, () => document.querySelectorAll("#link-list li.display").length >= 3, null, 15000, "new links");
+    out.secondSession = await page.evaluate(() => window.wspMic.session().id);
+    await page.click("#start");
+    await waitFor(page, () => document.getElementById("stage").dataset.state === "live", null, 20000, "streaming again");
+    out.secondInput = await page.evaluate(() => window.wspMic.input());
+    out.chosenDevice = second;
+    await page.click("#stop");
+    await waitFor(page, () => document.getElementById("stage").dataset.state === "stopped", null, 20000, "stopped again");
+    await phone.close();
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+// -- a session that is gone -----------------------------------------------------------------------
+async function gone() {
+  const browser = await launch(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${config.audio}`]);
+  const out = { screenshots: [], errors: [] };
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    const display = await context.newPage();
+    display.on("pageerror", (error) => out.errors.push("display: " + error.message));
+    await display.goto(`${config.publisher}/v1/sessions/${config.sid}/display?token=${config.readToken}`);
+    await waitFor(display, () => window.wspDisplay.state() === "live", null, 15000, "a live display");
+    const micPage = await context.newPage();
+    micPage.on("pageerror", (error) => out.errors.push("mic: " + error.message));
+    await micPage.setViewportSize({ width: 1280, height: 900 });
+    await micPage.goto(`${config.ingest}/?session=${config.sid}&token=${config.audioToken}&read=${config.readToken}`);
+    await waitFor(micPage, () => !document.getElementById("start").disabled, null, 10000, "Start enabled");
+    await micPage.click("#start");
+    await waitFor(micPage, () => document.getElementById("stage").dataset.state === "live", null, 20000, "streaming");
+    await waitFor(display, () => document.querySelectorAll("#lines .line").length > 0, null, 30000, "captions");
+
+    // the caption server goes away: the captions on screen are dimmed, not blanked
+    await ask("kill-publisher");
+    await waitFor(display, () => window.wspDisplay.state() === "reconnecting", null, 10000, "reconnecting");
+    await sleep(2600);
+    out.dimmed = await display.evaluate(() => ({
+      opacity: Number(getComputedStyle(document.getElementById("captions")).opacity),
+      lines: document.querySelectorAll("#lines .line").length,
+    }));
+    out.screenshots.push(await shot(display, "display-stale-dimmed"));
+
+    // it comes back without the session's data (a restart that lost Redis)
+    await ask("lose-data");
+    await waitFor(display, () => window.wspDisplay.state() === "gone", null, 20000, "the display saying the session is gone");
+    out.display = await display.evaluate(() => ({
+      state: window.wspDisplay.state(),
+      message: document.getElementById("message").innerText,
+      opacity: Number(getComputedStyle(document.getElementById("captions")).opacity),
+    }));
+    out.screenshots.push(await shot(display, "display-session-gone"));
+    await waitFor(micPage, () => /no longer on the server/.test(document.getElementById("mic-error").innerText), null,
+      30000, "the mic page saying the session is gone");
+    out.mic = await micPage.evaluate(() => ({
+      error: document.getElementById("mic-error").innerText,
+      status: document.getElementById("mic-status").innerText,
+      stage: document.getElementById("stage").dataset.state,
+      start: document.getElementById("start").disabled,
+      newSession: document.getElementById("new-session").disabled,
+    }));
+    out.screenshots.push(await shot(micPage, "mic-session-gone"));
+
+    // a stranger's link to a session this browser never read is still "token refused"
+    const fresh = await browser.newContext();
+    const stranger = await fresh.newPage();
+    await stranger.goto(`${config.publisher}/v1/sessions/${config.sid}/display?token=${config.readToken}`);
+    await waitFor(stranger, () => window.wspDisplay.state() === "error", null, 10000, "a refusal");
+    out.stranger = await stranger.evaluate(() => document.getElementById("message").innerText);
+    await fresh.close();
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { pacing, mic, gone };
 try {
   const result = await scenarios[config.scenario]();
   process.stdout.write(JSON.stringify({ ok: true, result }) + "\n");
