@@ -362,8 +362,9 @@
     li.dataset.kind = display.kind;
     const qr = document.createElement("div");
     qr.className = "qr";
-    const svg = new DOMParser().parseFromString(display.qr_svg, "image/svg+xml").documentElement;
-    if (svg && svg.nodeName === "svg") qr.appendChild(document.importNode(svg, true));
+    // inline SVG as HTML parses it (it carries no XML namespace); scripts never run in a parsed document
+    const svg = new DOMParser().parseFromString(display.qr_svg, "text/html").querySelector("svg");
+    if (svg) qr.appendChild(document.importNode(svg, true));
     const name = document.createElement("span");
     name.className = "label";
     name.textContent = display.label;
@@ -828,7 +829,6 @@
       let refusal = null;
       ws.onopen = () => {
         this.open = true;
-        this.everOpen = true;
         this.retryMs = RETRY_MIN_MS;
         updateStage();
       };
@@ -843,6 +843,7 @@
           refusal = e;
           return;
         }
+        this.everOpen = true; // captions came: a refusal later means the session is gone
         const t = this.track(e.track);
         if (e.type === "final" && e.seq > t.lastSeq) {
           noteFinal(e);

@@ -253,16 +253,18 @@
     const atBottom = followed();
     let el = block.seconds.get(t.name);
     if (!el) {
-      el = document.createElement("p");
+      el = document.createElement("div");
       el.className = "second";
       el.lang = t.name;
       el.dataset.track = t.name;
-      el.appendChild(span(""));
       block.el.appendChild(el);
       block.seconds.set(t.name, el);
     }
-    const target = el.firstChild;
-    target.textContent = Layout.joinPiece(target.textContent, line.text, t.spaced);
+    // a line of its own, laid out to fit: what is already there never re-wraps
+    const p = document.createElement("p");
+    p.className = "line";
+    p.appendChild(span(line.text));
+    el.appendChild(p);
     record(t.name, line.text, now);
     afterAppend(atBottom);
   }
@@ -278,7 +280,8 @@
     else followEl.hidden = false;
   }
 
-  function attachSeconds(t, now, all) {
+  /** Lines of a second track, once paired with the sentence they translate, go into the pacer. */
+  function pairSeconds(t, now, all) {
     const first = order()[0];
     const spans = blocks.map((b) => ({ start: b.start, end: b.end }));
     const reached = blocks.length ? blocks[blocks.length - 1].end : null;
@@ -290,7 +293,7 @@
       const index = Layout.pairIndex(spans, line.start, line.end);
       if (index < 0) break;
       t.waiting.shift();
-      showSecond(t, line, blocks[index], now);
+      pacer.push({ track: t, line, block: blocks[index] }, now);
     }
   }
 
@@ -299,7 +302,7 @@
     if (previewEl.hidden || now - lastPreview < PREVIEW_MS) return;
     const first = order()[0];
     if (!first) return;
-    const waiting = pacer.queue.map((q) => q.item.text);
+    const waiting = pacer.queue.filter((q) => q.item.track === first).map((q) => q.item.line.text);
     const pending = [...waiting, first.composer.pending()].filter(Boolean);
     let finalText = pending.reduce((a, b) => Layout.joinPiece(a, b, first.spaced), "");
     let partial = opts.partial ? first.partial : "";
@@ -329,11 +332,15 @@
     const list = order();
     if (!list.length) return;
     const [first, ...others] = list;
-    for (const line of first.composer.take(now, catchingUp || first.ended)) pacer.push(line, now);
-    for (const line of pacer.release(now, catchingUp)) showLine(first.name, line, now);
+    for (const line of first.composer.take(now, catchingUp || first.ended)) pacer.push({ track: first, line }, now);
     for (const t of others) {
       for (const line of t.composer.take(now, catchingUp || t.ended)) t.waiting.push({ line, since: now });
-      attachSeconds(t, now, catchingUp);
+      pairSeconds(t, now, catchingUp);
+    }
+    // one line at a time, whichever track it belongs to: every line on screen stays long enough to read
+    for (const item of pacer.release(now, catchingUp)) {
+      if (item.block) showSecond(item.track, item.line, item.block, now);
+      else showLine(item.track.name, item.line, now);
     }
     catchingUp = false;
     updatePreview(now);
@@ -397,6 +404,7 @@
     return url.toString();
   }
 
+  /** The session's title, from its record; a record read with this token also marks the session seen. */
   async function loadTitle() {
     if (titleAsked) return;
     titleAsked = true;
@@ -405,6 +413,7 @@
       if (opts.token) url.searchParams.set("token", opts.token);
       const response = await fetch(url);
       if (!response.ok) return;
+      markSeen(); // the token opened the session: a later refusal means the session is gone
       const record = await response.json();
       const title = String(record.title || "").trim();
       titleEl.textContent = title;
@@ -448,7 +457,6 @@
       retryMs = RETRY_MIN_MS;
       setState("live", "live");
       showMessage("");
-      markSeen();
       loadTitle();
     };
     ws.onmessage = (message) => {
@@ -462,6 +470,7 @@
         fatal = event;
         return;
       }
+      if (!fatal && tracks.size === 0) markSeen();
       onEvent(event, performance.now());
       ended = tracks.size > 0 && [...tracks.values()].every((x) => x.ended);
     };
@@ -619,6 +628,10 @@
       maxChars: t.composer.options.max,
     }])),
     shown: () => shown.slice(),
+    blocks: () => blocks.map((b) => ({
+      first: b.first.innerText.replace(/\n/g, ""), start: b.start, end: b.end,
+      seconds: Object.fromEntries([...b.seconds].map(([name, el]) => [name, el.innerText.replace(/\s+/g, " ").trim()])),
+    })),
   };
   if (!match || !sessionId) {
     setState("error", "bad link");

@@ -35,8 +35,8 @@
   function defaults(language) {
     const spaced = !UNSPACED.has(String(language || "").split("-")[0]);
     return spaced
-      ? { spaced, target: 40, max: 46, min: 14, pauseS: 0.8, holdMs: 4000, staleMs: 6000 }
-      : { spaced, target: 18, max: 20, min: 6, pauseS: 0.6, holdMs: 3500, staleMs: 5500 };
+      ? { spaced, target: 40, max: 46, min: 14, pauseS: 0.8, holdMs: 4000, staleMs: 6000, flowMs: 2000 }
+      : { spaced, target: 18, max: 20, min: 6, pauseS: 0.6, holdMs: 3500, staleMs: 5500, flowMs: 2000 };
   }
 
   function isSentenceEnd(text, i, spaced) {
@@ -130,7 +130,8 @@
    * is cut in lines of about equal length; text without punctuation is cut at the best phrase boundary
    * near `target` once at least `min` characters follow the cut (so the end of a sentence never stands
    * alone). Text that has waited `holdMs` is cut where at least `min` characters stay behind; text that
-   * has waited `staleMs` (the speaker paused, or the recogniser is slow) becomes a line as it stands.
+   * has waited `staleMs` (the speaker paused, or the recogniser is slow) becomes a line as it stands,
+   * except for a few words after the last phrase boundary while text is still coming (`flowMs`).
    */
   class LineComposer {
     constructor(language, options) {
@@ -221,7 +222,14 @@
         return { at: at === null ? this.forcedAt(o.max) : at, unitEnds: false };
       }
       const waited = this.arrived.length ? now - this.arrived[0] : 0;
+      if (!flush && length < o.min && waited < 2 * o.staleMs) return null; // a fragment: wait for its phrase
       if (flush || waited >= o.staleMs) {
+        const flowing = !flush && now - this.arrived[this.arrived.length - 1] < o.flowMs;
+        if (length <= o.max && flowing) {
+          // text is still coming: keep the words after the last phrase boundary for the next line
+          const at = bestBreak(text, scores(), o.min, length - 1, length, 2);
+          if (at !== null && visibleLength(text.slice(at)) < o.min) return { at, unitEnds: false };
+        }
         if (length <= o.max) return { at: text.length, unitEnds: true };
         const at = bestBreak(text, scores(), o.min, o.max, length / Math.ceil(length / o.max));
         return { at: at === null ? this.forcedAt(o.max) : at, unitEnds: false };
@@ -230,9 +238,10 @@
         const at = bestBreak(text, scores(), o.min, Math.min(o.max, length - o.min), o.target);
         return { at: at === null ? this.forcedAt(Math.min(o.max, length - o.min)) : at, unitEnds: false };
       }
-      if (waited >= o.holdMs && length >= Math.max(o.target, 2 * o.min)) {
-        // only at a real phrase boundary: a poor one waits for more text, or for staleMs
-        const at = bestBreak(text, scores(), o.min, Math.min(o.max, length - o.min), o.target, 1);
+      const fullish = Math.max(o.min, o.target - 4);
+      if (waited >= o.holdMs && length >= fullish + o.min) {
+        // a line near the target at a real phrase boundary; else wait for more text, or for staleMs
+        const at = bestBreak(text, scores(), fullish, Math.min(o.max, length - o.min), o.target, 1);
         if (at !== null) return { at, unitEnds: false };
       }
       return null;

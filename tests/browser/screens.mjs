@@ -1,6 +1,6 @@
 // Measures what an audience sees on the caption display, for tests/test_screens_browser.py.
 //
-//   node screens.mjs '<JSON config>'   ->   one JSON line {"ok": true, "result": {...}} on stdout
+//   node screens.mjs '<JSON config>'   ->   JSON lines on stdout, the last {"event": "result", "ok": ..., "result": ...}
 //
 // Scenario "pacing": the display page (its files read from `static`, served to Chromium under a fixed
 // address) gets a recorded caption stream (tests/fixtures/*.jsonl: what a display received from the real
@@ -23,7 +23,7 @@ const config = JSON.parse(process.argv[2]);
 mkdirSync(config.artifacts, { recursive: true });
 const ORIGIN = "http://display.test";
 const SID = "ReplayedSession00000001";
-const STEP_MS = 100;
+const STEP_MS = config.stepMs || 100; // page time between two readings of the screen
 const TAIL_MS = 15000; // page time replayed after the last event
 const TYPES = { ".html": "text/html", ".css": "text/css", ".js": "text/javascript" };
 
@@ -278,6 +278,11 @@ async function replay(browser, display) {
     screenshots: shots,
     last: samples[samples.length - 1],
     options: await page.evaluate(() => (window.wspDisplay.options ? window.wspDisplay.options() : null)),
+    blocks: await page.evaluate(() => (window.wspDisplay.blocks ? window.wspDisplay.blocks() : null)),
+    title: await page.evaluate(() => {
+      const el = document.getElementById("title");
+      return el && !el.hidden && getComputedStyle(el).display !== "none" ? el.innerText : "";
+    }),
     scroll: await page.evaluate(() => ({ y: window.scrollY, height: document.documentElement.scrollHeight, view: window.innerHeight })),
   };
   if (display.keepSamples) writeFileSync(join(config.artifacts, `${display.name}-samples.json`), JSON.stringify(samples));
@@ -411,6 +416,7 @@ async function gone() {
     // the caption server goes away: the captions on screen are dimmed, not blanked
     await ask("kill-publisher");
     await waitFor(display, () => window.wspDisplay.state() === "reconnecting", null, 10000, "reconnecting");
+    await display.bringToFront();
     await sleep(2600);
     out.dimmed = await display.evaluate(() => ({
       opacity: Number(getComputedStyle(document.getElementById("captions")).opacity),
@@ -442,8 +448,11 @@ async function gone() {
     const fresh = await browser.newContext();
     const stranger = await fresh.newPage();
     await stranger.goto(`${config.publisher}/v1/sessions/${config.sid}/display?token=${config.readToken}`);
-    await waitFor(stranger, () => window.wspDisplay.state() === "error", null, 10000, "a refusal");
-    out.stranger = await stranger.evaluate(() => document.getElementById("message").innerText);
+    await sleep(3000);
+    out.stranger = await stranger.evaluate(() => ({
+      state: window.wspDisplay.state(),
+      message: document.getElementById("message").innerText,
+    }));
     await fresh.close();
   } finally {
     await browser.close();
@@ -454,9 +463,10 @@ async function gone() {
 const scenarios = { pacing, mic, gone };
 try {
   const result = await scenarios[config.scenario]();
-  process.stdout.write(JSON.stringify({ ok: true, result }) + "\n");
+  process.stdout.write(JSON.stringify({ event: "result", ok: true, result }) + "\n");
   process.exit(0);
 } catch (error) {
-  process.stdout.write(JSON.stringify({ ok: false, error: String(error && error.stack ? error.stack : error) }) + "\n");
+  const message = String(error && error.stack ? error.stack : error);
+  process.stdout.write(JSON.stringify({ event: "result", ok: false, error: message }) + "\n");
   process.exit(1);
 }
