@@ -60,8 +60,8 @@ def test_captions_are_paced_for_reading_on_every_kind_of_screen(artifacts: Path)
         _display("phone", JA, 390, 844, "mode=phone&theme=light", scale=2, title=title, shotsAt=[60]),
         _display("obs", JA, 1920, 1080, obs, alpha=True),
         _display("obs-box", JA, 1920, 1080, obs + "&box=1", alpha=True),
-        _display("bilingual", JA_EN, 1280, 720, "", title=title, shotsAt=[40]),
-        _display("bilingual-side", JA_EN, 1920, 1080, "pair=side", title=title),
+        _display("bilingual", JA_EN, 1280, 720, "", title=title, shotsAt=[40, 58]),
+        _display("bilingual-side", JA_EN, 1920, 1080, "pair=side", title=title, shotsAt=[58]),
     ]
     config = {
         "scenario": "pacing",

@@ -327,7 +327,9 @@
     previewEl.replaceChildren(finalSpan, partialSpan);
   }
 
+  let historyTick = null;
   function tick() {
+    historyTick = null;
     const now = performance.now();
     const list = order();
     if (!list.length) return;
@@ -472,6 +474,7 @@
       }
       if (!fatal && tracks.size === 0) markSeen();
       onEvent(event, performance.now());
+      if (catchingUp && !historyTick) historyTick = setTimeout(tick, 0); // history shows at once
       ended = tracks.size > 0 && [...tracks.values()].every((x) => x.ended);
     };
     ws.onclose = (close) => {
@@ -479,6 +482,7 @@
       socket = null;
       for (const t of tracks.values()) t.partial = "";
       if (ended || (close.code === 1000 && close.reason === "session ended")) {
+        tick(); // what the end flushed goes on screen before the page says it ended
         setState("ended", "session ended");
         return;
       }

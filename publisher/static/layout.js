@@ -79,13 +79,13 @@
       const next = text[at];
       const last = prev[prev.length - 1];
       const nextWord = segments[k].segment;
-      if (NO_LINE_START.has(next) || NO_LINE_END.has(last)) continue;
+      if (NO_LINE_START.has(next) || NO_LINE_END.has(last) || PREFIXES.has(prev)) continue; // never ご|案内
       let score;
       if (COMMAS.has(last)) score = 3;
       else if (ENDING.test(text.slice(0, at)) && !PARTICLES.has(nextWord)) score = 2.5; // 。 left out
       else if (PARTICLES.has(prev) && !PARTICLES.has(nextWord)) score = 2;
       else if (HIRAGANA.test(next)) score = 0.05; // inside an inflection: ござ|い|ます
-      else if (HIRAGANA.test(last) || PREFIXES.has(prev)) score = 0.2; // 申し|上げ, ご|案内
+      else if (HIRAGANA.test(last)) score = 0.2; // 申し|上げ
       else score = 0.5; // between two nouns: 市民|ホール
       scores.set(at, score);
     }
@@ -209,19 +209,24 @@
       const hard = [...this.hard].filter((at) => at > 0 && at <= text.length).sort((a, b) => a - b);
       const firstHard = hard.find((at) => visibleLength(text.slice(0, at)) >= 1);
       const scores = () => breakScores(text, o.spaced, this.language);
+      const waited = this.arrived.length ? now - this.arrived[0] : 0;
       if (firstHard !== undefined) {
         const unit = visibleLength(text.slice(0, firstHard));
         if (unit <= o.max) {
-          // a short unit takes the next one along when both fit on the line
+          // a short unit ("The.", 「はい。」) shares its line with what follows when that fits
           const next = hard.find((at) => at > firstHard && visibleLength(text.slice(0, at)) <= o.max);
           if (unit < o.min && next !== undefined) return { at: next, unitEnds: true };
+          if (unit < o.min && !flush && waited < o.staleMs) {
+            if (length < o.max + o.min) return null;
+            const at = bestBreak(text, scores(), unit, Math.min(o.max, length - o.min), o.target);
+            if (at !== null) return { at, unitEnds: false };
+          }
           return { at: firstHard, unitEnds: true };
         }
         const lines = Math.ceil(unit / o.max);
         const at = bestBreak(text, scores(), o.min, o.max, unit / lines);
         return { at: at === null ? this.forcedAt(o.max) : at, unitEnds: false };
       }
-      const waited = this.arrived.length ? now - this.arrived[0] : 0;
       if (!flush && length < o.min && waited < 2 * o.staleMs) return null; // a fragment: wait for its phrase
       if (flush || waited >= o.staleMs) {
         const flowing = !flush && now - this.arrived[this.arrived.length - 1] < o.flowMs;
