@@ -41,7 +41,7 @@
   const GONE_RETRY_MS = 30000; // a session that is gone is asked for again this often
   const CONTROLS_IDLE_MS = 3000;
   const MAX_WAIT_MS = 5000; // lines queued longer than this are released faster, to catch up
-  const CATCH_UP_MS = 600;
+  const CATCH_UP_ON_SCREEN_MS = 2000; // ... but even then a line stays on screen this long
   const SEEN_KEY = "wsp-display-seen:"; // localStorage: sessions this browser has read with this token
 
   const root = document.documentElement;
@@ -194,7 +194,7 @@
 
   // -- the screen: blocks of lines, each a sentence of the first track and its translation ----------
   const blocks = [];
-  const pacer = new Layout.Pacer(opts.hold * 1000, MAX_WAIT_MS, CATCH_UP_MS);
+  const pacer = new Layout.Pacer(opts.hold * 1000, MAX_WAIT_MS, CATCH_UP_ON_SCREEN_MS);
   const shown = []; // every line put on screen: {track, text, at} (diagnostics and tests)
   let catchingUp = false;
 
@@ -202,6 +202,7 @@
     // with N lines visible a line leaves the screen N lines after it came: N x interval >= hold
     const rows = opts.mode === "phone" ? Math.max(4, Math.floor(window.innerHeight / lineHeightPx())) : visibleLines();
     pacer.intervalMs = (opts.hold * 1000) / rows;
+    pacer.floorMs = Math.min(pacer.intervalMs, CATCH_UP_ON_SCREEN_MS / rows);
   }
 
   function lineHeightPx() {
