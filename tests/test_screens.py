@@ -21,7 +21,6 @@ import segno
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.errors import ConfigError
@@ -31,12 +30,12 @@ from ingest.app import create_app as create_ingest
 from ingest.displays import qr_svg, short_code
 from publisher.app import create_app as create_publisher
 from tests.served import Served, free_port
+from tests.test_stack import WORDS, scripted_env  # noqa: F401 (a fixture: wsp up on the scripted engine)
 from wsp.cli import SECRET_VALUED, build_parser, glue_dashed_values, main
 from wsp.client import push_audio
 from wsp.network import exposure_notes, for_venue, is_loopback, lan_address
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 どうぞ 最後まで お楽しみ ください。"
 
 
 @pytest.fixture
@@ -240,25 +239,15 @@ def _finals(captions_url: str, expected: int, timeout_s: float = 30) -> list[dic
 
 
 @pytest.mark.redis
-def test_sessions_survive_a_restart_of_wsp_up(tmp_path: Path) -> None:
-    script = tmp_path / "script.json"
+def test_sessions_survive_a_restart_of_wsp_up(scripted_env: dict[str, str]) -> None:  # noqa: F811
+    env = scripted_env
     words = ScriptedTranscriber.from_text(WORDS)
-    write_script(script, words)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
-    env.update(
-        WSP_ENGINE="scripted",
-        WSP_SCRIPT_FILE=str(script),
-        WSP_INGEST_PORT=str(free_port()),
-        WSP_PUBLISHER_PORT=str(free_port()),
-        WSP_LEASE_TTL_S="1.5",
-        WSP_REDIS_DATA_DIR=str(tmp_path / "data"),
-    )
     up = Up(env)
     pcm = float_to_pcm16(np.zeros(round((words[-1].end + 1.5) * SAMPLE_RATE), dtype=np.float32))
     half = len(pcm) // 2 // 3200 * 3200
     try:
         banner = up.start()
-        assert str(tmp_path / "data") in banner and "survive a restart" in banner
+        assert env["WSP_REDIS_DATA_DIR"] in banner and "survive a restart" in banner
         session = httpx.post(up.ingest + "/v1/sessions", json={"language": "ja"}).json()
         # half the audio, and the connection drops (the laptop's wsp up is stopped mid-talk)
         with connect(session["audio_url"]) as ws:
