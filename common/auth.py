@@ -114,6 +114,14 @@ def check(
     return Denied(f"the token is not valid for this: it needs {what} of this session")
 
 
+def is_read_token(presented: str | None, stored: Mapping[str, str | None]) -> bool:
+    """Whether ``presented`` is exactly the session's read token (not the audio token, not the key):
+    what a link given to an audience may carry."""
+    if not presented or len(presented) > MAX_TOKEN_CHARS:
+        return False
+    return _same(token_hash(presented), stored.get(READ_HASH_FIELD))
+
+
 def bearer(authorization: str | None) -> str | None:
     """The credential of an ``Authorization: Bearer <secret>`` header, if there is one."""
     if not authorization:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError
 
@@ -27,6 +27,9 @@ EMBEDDED_STOP_GRACE_S = 5.0
 """On close, how long the server gets after SIGTERM before SIGKILL."""
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal a child receives when the thread that started it ends (Linux)."""
+LOCK_FILE = "wsp-redis.lock"
+"""Held (flock) by the embedded server that keeps its data in a folder: two servers on one append-only
+file would corrupt it."""
 
 
 class EmbeddedRedis:
@@ -45,12 +48,17 @@ class EmbeddedRedis:
         directory: Path | None = None,
         persistent: bool = False,
         maxmemory: str | None = None,
+        fsync: str = "always",
     ) -> None:
         """``persistent``: every write goes to an append-only file in ``directory`` first, so a server
-        started again on the same directory (and port) comes back with all the data (restart tests).
-        ``maxmemory`` (``1gb``, ``512mb``; None or ``0``: no limit) comes with the ``noeviction`` policy:
-        a full server refuses writes and never drops a key."""
+        started again on the same directory (any port) comes back with all the data; ``fsync`` is when
+        that file reaches the disk (``always``; ``everysec``: at most a second lost if the machine itself
+        fails, nothing if only the process stops). A persistent directory is held by one server at a
+        time (:class:`DataDirInUse`). ``maxmemory`` (``1gb``, ``512mb``; None or ``0``: no limit) comes
+        with the ``noeviction`` policy: a full server refuses writes and never drops a key."""
         import socket
+
+        self._lock: Any = _hold(Path(directory)) if persistent and directory is not None else None
 
         if port == 0:
             with socket.socket() as probe:
@@ -65,7 +73,7 @@ class EmbeddedRedis:
             "bind": "127.0.0.1",
             "save": "",  # no snapshots: a BGSAVE fork stalls every caption under load
             "appendonly": "yes" if persistent else "no",
-            **({"appendfsync": "always"} if persistent else {}),
+            **({"appendfsync": fsync} if persistent else {}),
             "dir": str(self._dir),
             "dbfilename": "wsp.rdb",
             "logfile": str(self.log_path),
@@ -145,8 +153,32 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         if self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class DataDirInUse(ConfigError):
+    """Another embedded Redis (another ``wsp up``) keeps its data in this folder."""
+
+
+def _hold(directory: Path) -> Any:
+    """An exclusive lock on ``directory`` (created if need be), held while the returned file is open."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 (held open: the lock lives with it)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise DataDirInUse(
+            f"another `wsp up` keeps its Redis data in {directory}: stop it, or give this one another "
+            "folder with WSP_REDIS_DATA_DIR"
+        ) from exc
+    return handle
 
 
 def _server_binary() -> str:

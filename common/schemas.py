@@ -183,6 +183,36 @@ class SessionCreated(SessionLinks):
     read_token: str
 
 
+class DisplayLinksRequest(BaseModel):
+    """Body of ``POST /v1/sessions/{sid}/displays``: the session's read token, which the links carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    read_token: str = Field(min_length=1, max_length=512)
+
+
+class DisplayLink(BaseModel):
+    """One kind of display of a session (stage screen, one track, phones, OBS): its full link, a short
+    link a person can type (``/d/<code>``, leading to the same display) and a QR code of the short link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    label: str
+    url: str
+    short_url: str
+    qr_svg: str = Field(description="The QR code of short_url, an inline SVG document.")
+
+
+class DisplayLinks(BaseModel):
+    """The answer to ``POST /v1/sessions/{sid}/displays``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    displays: list[DisplayLink]
+
+
 class SessionState(SessionLinks):
     """The answer to ``GET /v1/sessions/{sid}``: the record and how far its audio has come."""
 

@@ -23,8 +23,9 @@ REDIS_CHECK_TIMEOUT_S = 5.0
 """How long a service's start-up waits to reach Redis before saying it cannot."""
 
 
-def uvicorn_config(app: Any, settings: Settings, port: int, **extra: Any) -> Any:
-    """How every HTTP service of the pipeline is served: its WebSockets, its logging, ``extra`` on top."""
+def uvicorn_config(app: Any, settings: Settings, port: int, host: str | None = None, **extra: Any) -> Any:
+    """How every HTTP service of the pipeline is served: its WebSockets, its logging, ``extra`` on top;
+    on ``host`` (default ``WSP_HOST``)."""
     import uvicorn
 
     from common.ws_protocol import WebSocketProtocol
@@ -40,7 +41,7 @@ def uvicorn_config(app: Any, settings: Settings, port: int, **extra: Any) -> Any
         "forwarded_allow_ips": settings.trusted_proxies,
         **extra,
     }
-    return uvicorn.Config(app, host=settings.host, port=port, **options)
+    return uvicorn.Config(app, host=host or settings.host, port=port, **options)
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

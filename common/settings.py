@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,11 @@ MIN_API_KEY_CHARS = 16
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "wsp"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wsp" / "redis"
 
 
 class Settings(BaseSettings):
@@ -50,6 +56,23 @@ class Settings(BaseSettings):
         default=None, description="redis://host:port/db; unset: `wsp up` starts an embedded Redis server."
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP services listen on.")
+    publisher_host: str | None = Field(
+        default=None,
+        description="Address the publisher listens on (displays connect to it); unset: WSP_HOST. "
+        "`wsp up` opens it to the local network by itself (see public_url).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL of the publisher as screens, phones and OBS reach it "
+        "(http://192.168.1.20:8001, https://captions.example.org): display links, short links and "
+        "QR codes are built on it. Unset: the address the request came in on, with the publisher's "
+        "port (`wsp up`: this machine's address on the local network).",
+    )
+    redis_data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where `wsp up`'s embedded Redis keeps its append-only file, so sessions survive a "
+        "restart; one `wsp up` at a time may use a folder.",
+    )
     ingest_port: int = Field(default=8000, ge=1, le=65535)
     publisher_port: int = Field(default=8001, ge=1, le=65535)
     worker_capacity: int = Field(default=2, ge=1, le=256, description="Sessions one ASR worker runs at once.")
@@ -210,6 +233,26 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must name a model, a directory, or 'bundled'")
         return value.strip()
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+            raise ValueError(f"must look like http://HOST:PORT or https://HOST/PATH, got {value!r}")
+        return value
+
+    @field_validator("publisher_host")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    def publisher_listen_host(self) -> str:
+        """Where the publisher listens: ``WSP_PUBLISHER_HOST``, else ``WSP_HOST``."""
+        return self.publisher_host or self.host
 
     @field_validator("api_key")
     @classmethod

@@ -17,13 +17,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +35,8 @@ from common.http_headers import FixedHeaders
 from common.metrics import metrics_response
 from common.options import WHISPER_LANGUAGES
 from common.schemas import (
+    DisplayLinks,
+    DisplayLinksRequest,
     ErrorMessage,
     SessionCreate,
     SessionCreated,
@@ -47,6 +49,7 @@ from common.schemas import (
 from common.settings import Settings
 from ingest.admission import RateLimiter, origin_refusal
 from ingest.audio_ws import STORAGE_FULL, AudioLimits, audio_router
+from ingest.displays import build_links
 from ingest.memory import MemoryWatch
 from ingest.metrics import IngestMetrics
 from ingest.pages import add_microphone_page
@@ -59,6 +62,9 @@ MAX_CREATE_BODY_BYTES = 64 * 1024
 
 RESPONSE_HEADERS = {**http_headers.NO_SNIFF, **http_headers.NO_REFERRER, **http_headers.NO_FRAMING}
 """Headers of every ingest response."""
+
+MAX_DISPLAYS_BODY_BYTES = 4096
+"""Largest ``POST /v1/sessions/{sid}/displays`` body (a token)."""
 
 
 class ApiError(Exception):
@@ -109,6 +115,18 @@ def build_record(body: SessionCreate, sid: str, now: float) -> SessionRecord:
     )
 
 
+def publisher_base(request: Request, settings: Settings) -> str:
+    """The publisher as screens and phones reach it: ``WSP_PUBLIC_URL``, else the host this request
+    came to with the publisher's port (right when both services run on one host)."""
+    if settings.public_url:
+        return settings.public_url
+    secure = request.url.scheme in ("https", "wss")
+    host = request.url.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if secure else 'http'}://{host}:{settings.publisher_port}"
+
+
 def session_links(
     request: Request, settings: Settings, sid: str, tokens: auth.SessionTokens | None = None
 ) -> dict[str, Any]:
@@ -118,14 +136,13 @@ def session_links(
     With ``tokens`` (only when the session is created) each URL carries the right one: the audio URL the
     audio token, the captions and display URLs the read token. Otherwise no URL carries a secret.
     """
-    secure = request.url.scheme in ("https", "wss")
-    ws, http = ("wss", "https") if secure else ("ws", "http")
+    ws = "wss" if request.url.scheme in ("https", "wss") else "ws"
     here = request.url.netloc
-    publisher = f"{request.url.hostname}:{settings.publisher_port}"
+    publisher = publisher_base(request, settings)
     urls = {
         "audio_url": f"{ws}://{here}/v1/sessions/{sid}/audio",
-        "captions_url": f"{ws}://{publisher}/v1/sessions/{sid}/captions",
-        "display_url": f"{http}://{publisher}/v1/sessions/{sid}/display",
+        "captions_url": "ws" + publisher.removeprefix("http") + f"/v1/sessions/{sid}/captions",
+        "display_url": f"{publisher}/v1/sessions/{sid}/display",
     }
     if tokens is not None:
         urls = {
@@ -182,8 +199,16 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_create(raw: bytes) -> SessionCreate:
     """The body of ``POST /v1/sessions`` (JSON; empty means every default)."""
+    return parse_body(SessionCreate, raw)
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(model: type[Body], raw: bytes) -> Body:
+    """A JSON request body as ``model`` (empty means every default); 422 naming each bad field."""
     try:
-        return SessionCreate.model_validate_json(raw.strip() or b"{}")
+        return model.model_validate_json(raw.strip() or b"{}")
     except ValidationError as exc:
         parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise ApiError(422, "invalid_request", "invalid request: " + "; ".join(parts)[:500]) from exc
@@ -351,6 +376,21 @@ def create_app(settings: Settings, redis: Redis) -> FastAPI:
         except SessionMissing as exc:
             raise ApiError(404, "unknown_session", str(exc)) from exc
         return await _state(store, request, settings, sid)
+
+    @app.post("/v1/sessions/{sid}/displays")
+    async def display_links(sid: str, request: Request) -> DisplayLinks:
+        """The session's display links with short links and QR codes; they carry the read token, so
+        only the read token asks for them (in the body: it never lands in a URL or an access log)."""
+        sid = _session_id(sid)
+        body = parse_body(DisplayLinksRequest, await read_body(request, MAX_DISPLAYS_BODY_BYTES))
+        allowed = auth.is_read_token(body.read_token, await store.token_hashes(sid))
+        view = await store.get(sid) if allowed else None
+        if view is None:
+            message = "display links need the session's read token (the one its links carry)"
+            raise ApiError(401, auth.UNAUTHORIZED, message)
+        base = publisher_base(request, settings)
+        displays = await build_links(redis, settings, base, view.record, body.read_token)
+        return DisplayLinks(id=sid, displays=displays)
 
     @app.get("/v1/sessions/{sid}")
     async def get_session(sid: str, request: Request) -> SessionState:

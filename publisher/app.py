@@ -36,7 +36,7 @@ from common.settings import Settings
 from publisher.export import build_cues, rules_for, to_srt, to_vtt
 from publisher.hub import CLOSE_TOO_SLOW, CaptionHub, Display
 from publisher.metrics import PublisherMetrics
-from publisher.pages import add_display_page
+from publisher.pages import add_display_page, add_short_links
 from publisher.replay import (
     BadQuery,
     CaptionHistory,
@@ -90,6 +90,7 @@ def create_app(settings: Settings, redis: Any) -> FastAPI:
     app.state.hub = hub
     app.add_middleware(FixedHeaders, headers=RESPONSE_HEADERS)
     add_display_page(app)
+    add_short_links(app, redis)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -118,6 +119,11 @@ def create_app(settings: Settings, redis: Any) -> FastAPI:
     async def export_vtt(sid: str, request: Request, track: str | None = None) -> Response:
         return await _export(redis, sid, track, "vtt", read_access(request, api_key))
 
+    @app.get("/v1/sessions/{sid}/record")
+    async def session_record(sid: str, request: Request) -> Response:
+        """The session's record (title, language, tracks, status; no secrets) for a display's title."""
+        return await _record(redis, sid, read_access(request, api_key))
+
     @app.websocket("/v1/sessions/{sid}/captions")
     async def captions(websocket: WebSocket, sid: str) -> None:
         await websocket.accept()
@@ -144,6 +150,24 @@ class ReadAccess:
 def read_access(connection: HTTPConnection, api_key: str | None) -> ReadAccess:
     """The credentials of a request or WebSocket: ``?token=`` or ``Authorization: Bearer``."""
     return ReadAccess(auth.presented_token(connection.query_params, connection.headers), api_key)
+
+
+async def _record(redis: Any, sid: str, access: ReadAccess) -> Response:
+    if not keys.SESSION_ID.fullmatch(sid):
+        return JSONResponse(_error("bad_session_id", f"{sid[:80]!r} is not a session id"), status_code=400)
+    try:
+        denied = await access.denied(redis, sid)
+        record = None if denied is not None else await load_record(redis, sid)
+    except sessions.UnreadableSession:
+        return JSONResponse(_error("unreadable_session", "the session record cannot be read"), 500)
+    except (RedisError, OSError):
+        return JSONResponse(_error("unavailable", "session storage is unreachable, try again"), 503)
+    if denied is not None:
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse(_error(auth.UNAUTHORIZED, denied.message), status_code=401, headers=headers)
+    if record is None:
+        return JSONResponse(_error("unknown_session", f"there is no session {sid!r}"), status_code=404)
+    return JSONResponse(record.model_dump(exclude={"glossary"}))
 
 
 async def _export(

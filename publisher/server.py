@@ -34,5 +34,9 @@ def display_socket_options(settings: Settings) -> dict[str, Any]:
 def server_config(settings: Settings, redis: Any) -> Any:
     """The uvicorn configuration of the publisher (also used by ``wsp up``)."""
     return uvicorn_config(
-        create_app(settings, redis), settings, settings.publisher_port, **display_socket_options(settings)
+        create_app(settings, redis),
+        settings,
+        settings.publisher_port,
+        host=settings.publisher_listen_host(),
+        **display_socket_options(settings),
     )

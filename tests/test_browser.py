@@ -68,16 +68,21 @@ class Driver:
     """``node drive.mjs`` and its line protocol: does what it asks (``actions``), returns its result."""
 
     def __init__(
-        self, config: dict[str, Any], actions: dict[str, Callable[[], None]], timeout_s: float
+        self,
+        config: dict[str, Any],
+        actions: dict[str, Callable[[], None]],
+        timeout_s: float,
+        script: str = "drive.mjs",
     ) -> None:
         self.config = config
         self.actions = actions
         self.timeout_s = timeout_s
+        self.script = script
 
     def run(self) -> dict[str, Any]:
         result: dict[str, Any] | None = None
         with subprocess.Popen(
-            ["node", str(DRIVER_DIR / "drive.mjs"), json.dumps(self.config)],
+            ["node", str(DRIVER_DIR / self.script), json.dumps(self.config)],
             cwd=DRIVER_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -44,6 +44,7 @@ def scripted_env(tmp_path: Path) -> dict[str, str]:
         WSP_INGEST_PORT=str(free_port()),
         WSP_PUBLISHER_PORT=str(free_port()),
         WSP_LEASE_TTL_S="1.5",
+        WSP_REDIS_DATA_DIR=str(tmp_path / "redis"),
     )
     return env
 
@@ -72,7 +73,7 @@ def test_up_serves_everything_and_ctrl_c_stops_it_all(scripted_env: dict[str, st
             if "Ctrl-C" in line:
                 break
         banner = "".join(lines)
-        assert f"http://127.0.0.1:{ingest}" in banner and f"http://127.0.0.1:{publisher}" in banner
+        assert f"http://127.0.0.1:{ingest}" in banner and f":{publisher}   (display links" in banner
         redis_port = int(banner.split("redis://127.0.0.1:")[1].split("/")[0])
 
         assert httpx.get(f"http://127.0.0.1:{ingest}/healthz").status_code == 200

@@ -21,6 +21,9 @@ from wsp.send.sender import FRAME_S, SOURCE_OPEN_ATTEMPTS
 
 MODEL_HELP = "model name, CTranslate2 directory or 'bundled' (default: WSP_MODEL)"
 
+SECRET_VALUED = ("--token", "--session")
+"""Options whose value is a session id or token: URL-safe base64, so one in 64 begins with '-'."""
+
 
 def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, nargs="?", help="audio file (any format soundfile reads)")
@@ -51,6 +54,12 @@ def _add_services(sub: argparse._SubParsersAction) -> None:
         "up", help="run everything: Redis (embedded unless WSP_REDIS_URL), ingest, worker, publisher"
     )
     up.add_argument("--model", help=MODEL_HELP)
+    up.add_argument(
+        "--local",
+        action="store_true",
+        help="keep the publisher on WSP_HOST too (display links open on this machine only); by default "
+        "it listens on every interface and links use this machine's address on the local network",
+    )
     up.set_defaults(func=commands.cmd_up)
 
     demo = sub.add_parser("demo", help="`wsp up` + stream the bundled sample, print its captions, exit")
@@ -252,9 +261,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and its subcommands."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= _option_strings(subparser)
+    return found
+
+
+def glue_dashed_values(argv: Sequence[str], options: set[str]) -> list[str]:
+    """``--token -abc`` as ``--token=-abc``: argparse would take ``-abc`` for an option and refuse the
+    command. A value that is itself one of ``options`` (a forgotten value) is left alone."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        following = args[i + 1] if i + 1 < len(args) else ""
+        dashed = following.startswith("-") and len(following) > 1
+        if arg in SECRET_VALUED and dashed and following.partition("=")[0] not in options:
+            out.append(f"{arg}={following}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(glue_dashed_values(given, _option_strings(parser)))
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return int(args.func(args))

@@ -97,19 +97,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from wsp.network import exposure_notes, for_venue, lan_address
     from wsp.stack import Stack
 
     settings = settings_from(args)
+    settings = for_venue(settings, args.local, None if args.local else lan_address())
     configure_logging(logging.DEBUG if args.verbose else settings.log_level, settings.log_format)
 
     async def run() -> None:
-        stack = Stack(settings)
+        stack = Stack(settings, persistent=True)
         print("starting: Redis, ingest, ASR worker (loading the model), publisher ...", file=sys.stderr)
         urls = await stack.start()
-        print(f"ingest:    {urls.ingest}   (POST /v1/sessions, WS /v1/sessions/SID/audio)")
-        print(f"publisher: {urls.publisher}   (WS /v1/sessions/SID/captions, .srt, .vtt)")
+        print(f"ingest:    {urls.ingest}   (the microphone page, POST /v1/sessions, WS .../audio)")
+        print(f"publisher: {urls.publisher}   (display links, WS /v1/sessions/SID/captions, .srt, .vtt)")
         redis_url = redact(urls.redis)
         print(f"redis:     {redis_url}   (more workers: WSP_REDIS_URL={redis_url} wsp worker)")
+        if not settings.redis_url:
+            print(f"data:      {settings.redis_data_dir}   (sessions survive a restart)")
+        for note in exposure_notes(settings):
+            print(f"note: {note}")
         print("Ctrl-C stops everything.", flush=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -34,7 +34,7 @@ def local_host(host: str) -> str:
 
 def default_url(service: str, settings: Settings) -> str | None:
     """The URL that says whether ``service`` on this host is ready; None for a worker without a port."""
-    host = local_host(settings.host)
+    host = local_host(settings.publisher_listen_host() if service == "publisher" else settings.host)
     if ":" in host:
         host = f"[{host}]"
     if service == "ingest":

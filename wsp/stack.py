@@ -46,6 +46,22 @@ SUPERVISE_INTERVAL_S = 0.5
 REDIS_RESTARTS = 3
 REDIS_RESTART_WINDOW_S = 60.0
 """The embedded Redis is started again at most this many times within this window; then the stack stops."""
+EMBEDDED_FSYNC = "everysec"
+"""The embedded Redis of `wsp up` writes its append-only file to disk every second: a stopped or killed
+`wsp up` loses nothing, a machine that loses power at most the last second."""
+
+
+def embedded_redis(settings: Settings, persistent: bool) -> EmbeddedRedis:
+    """The embedded Redis of the stack: in ``WSP_REDIS_DATA_DIR`` with an append-only file, or ephemeral.
+
+    Started from the calling thread, which must live as long as the server should (see EmbeddedRedis).
+    """
+    maxmemory = settings.redis_maxmemory if settings.redis_maxmemory_bytes() else None
+    if not persistent:
+        return EmbeddedRedis(maxmemory=maxmemory)
+    return EmbeddedRedis(
+        directory=settings.redis_data_dir, persistent=True, maxmemory=maxmemory, fsync=EMBEDDED_FSYNC
+    )
 
 
 class _QuietServer(uvicorn.Server):
@@ -61,13 +77,19 @@ class StackUrls:
     redis: str
     ingest: str
     publisher: str
+    """Where displays reach the publisher (its public address when it has one)."""
 
 
 class Stack:
-    """Start with ``await stack.start()``, stop with ``await stack.stop()``."""
+    """Start with ``await stack.start()``, stop with ``await stack.stop()``.
 
-    def __init__(self, settings: Settings) -> None:
+    ``persistent``: the embedded Redis keeps its data in ``WSP_REDIS_DATA_DIR`` (an append-only file),
+    so sessions survive a restart (``wsp up``); otherwise it starts empty in a temporary folder.
+    """
+
+    def __init__(self, settings: Settings, persistent: bool = False) -> None:
         self._settings = settings
+        self._persistent = persistent
         self._embedded: EmbeddedRedis | None = None
         self._clients: list[Redis] = []
         self._servers: list[_QuietServer] = []
@@ -91,15 +113,16 @@ class Stack:
         base = self._settings
         self._sockets.append(listen_for(base.host, base.ingest_port, "ingest", "WSP_INGEST_PORT"))
         self._sockets.append(
-            listen_for(base.host, base.publisher_port, "the publisher", "WSP_PUBLISHER_PORT")
+            listen_for(
+                base.publisher_listen_host(), base.publisher_port, "the publisher", "WSP_PUBLISHER_PORT"
+            )
         )
         sockets = list(self._sockets)
         if base.redis_url:
             url = base.redis_url
             await check_redis(url)
         else:  # started from the loop's thread, which lives as long as the server should
-            maxmemory = base.redis_maxmemory if base.redis_maxmemory_bytes() else None
-            self._embedded = EmbeddedRedis(maxmemory=maxmemory)
+            self._embedded = embedded_redis(base, self._persistent)
             url = self._embedded.url
             self._supervisor = asyncio.create_task(
                 self._supervise_redis(self._embedded), name="redis-supervisor"
@@ -117,9 +140,8 @@ class Stack:
         await self._monitor.enter_async_context(monitor)
         await self._wait_ready(url)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-        self.urls = StackUrls(
-            url, f"http://{host}:{settings.ingest_port}", f"http://{host}:{settings.publisher_port}"
-        )
+        publisher = settings.public_url or f"http://{host}:{settings.publisher_port}"
+        self.urls = StackUrls(url, f"http://{host}:{settings.ingest_port}", publisher)
         return self.urls
 
     async def _wait_ready(self, url: str) -> None:

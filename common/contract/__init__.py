@@ -11,5 +11,6 @@ so every key name, field name and Lua script is written once, in the module that
   and the fenced commit script; the caption codec both sides use.
 - :mod:`~common.contract.leases`: leases, the fencing check every worker write begins with, and the
   workers' advertisements.
+- :mod:`~common.contract.links`: short display links (a code a person can type, and where it leads).
 - :mod:`~common.contract.scripts`: how the scripts are written and run.
 """

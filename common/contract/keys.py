@@ -16,6 +16,9 @@ SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TRACK_NAME = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})?$")
 """A track is named by its output language, e.g. ``ja`` or ``en``."""
 
+LINK_CODE = re.compile(r"^[a-z0-9]{4,32}$")
+"""What the code of a short display link may look like (lower case letters and digits)."""
+
 
 CLIENT_ID = re.compile(r"^[0-9a-f]{16,64}$")
 """What names a client in a key: a hex digest of its address, never the address itself."""
@@ -111,6 +114,13 @@ def client_sessions(client_id: str) -> str:
     if not CLIENT_ID.fullmatch(client_id):
         raise InvalidId(f"invalid client id {client_id[:80]!r}")
     return f"{PREFIX}:client:{client_id}"
+
+
+def short_link(code: str) -> str:
+    """String with a TTL: where the short display link ``/d/<code>`` leads (:mod:`common.contract.links`)."""
+    if not LINK_CODE.fullmatch(code):
+        raise InvalidId(f"invalid link code {code[:40]!r}")
+    return f"{PREFIX}:link:{code}"
 
 
 def session_keys(sid: str, tracks: list[str]) -> list[str]:

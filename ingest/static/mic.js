@@ -19,6 +19,13 @@
   const RETRY_MAX_MS = 5000;
   const END_TIMEOUT_MS = 10000;
   const UNSPACED = new Set(["ja", "zh", "yue", "th", "lo", "my", "km", "bo"]);
+  const MAX_CHANNELS = 8; // asked of the input device, so a multi-channel interface shows its channels
+  const SEEN_KEY = "wsp-mic-seen:"; // localStorage: sessions this browser created or opened
+  const LAG_KEEP_FRAMES = 1200; // capture times kept for the lag readout (10 minutes of 500 ms frames)
+  const LAG_SLOW_S = 4; // the lag readout turns amber beyond this, red beyond LAG_BAD_S
+  const LAG_BAD_S = 8;
+  const QUIET_S = 15; // no caption for this long while streaming: the readout says so
+  const DEVICE_KEY = "wsp-mic-device"; // localStorage: the input device and channel chosen last
 
   const $ = (id) => document.getElementById(id);
   const stage = $("stage");
@@ -90,10 +97,19 @@
         text = "Streaming: audio is going in and captions are coming back.";
       }
     }
+    if (session && session.status === "gone") {
+      state = "error";
+      text = "Session " + session.id + " is gone from the server: create a new session.";
+    }
     stage.dataset.state = state;
     statusEl.textContent = text;
-    startButton.disabled = !session || Boolean(sender && !sender.fatal) || (session && session.status === "ended");
+    const over = session && ["ended", "gone"].includes(session.status);
+    startButton.disabled = !session || Boolean(sender && !sender.fatal) || Boolean(over);
     stopButton.disabled = !sender || sender.finished || Boolean(sender.fatal) || sender.finishing;
+    const streaming = Boolean(sender && !sender.finished && !sender.fatal);
+    $("new-session").disabled = streaming;
+    $("new-session").title = streaming ? "Stop the microphone first" : "Create another session";
+    $("device").disabled = Boolean(capture);
   }
 
   // -- sessions -------------------------------------------------------------------------------------
@@ -104,20 +120,84 @@
     return u.toString();
   }
 
+  // sessions this browser created or opened: a later refusal of the same id means the session is gone
+  function seenKey(id, token) {
+    // a digest of the token, not the token itself
+    let h = 2166136261;
+    for (const c of token || "") h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+    return SEEN_KEY + id + ":" + h.toString(36);
+  }
+
+  function markSeen(id, token) {
+    try {
+      localStorage.setItem(seenKey(id, token), "1");
+    } catch {
+      // storage disabled: a lost session then reads like a wrong id or token
+    }
+  }
+
+  function wasSeen(id, token) {
+    try {
+      return localStorage.getItem(seenKey(id, token)) === "1";
+    } catch {
+      return false;
+    }
+  }
+
+  function goneText(id) {
+    return "Session " + id + " is no longer on the server: it ended and its data expired, or the server lost " +
+      "its data. Its audio cannot continue; press New session and hand out the new display links.";
+  }
+
+  function markGone() {
+    if (!session) return;
+    session.status = "gone";
+    stopCapture();
+    micError(goneText(session.id));
+    updateStage();
+  }
+
+  function lockForm(locked) {
+    $("create-fields").disabled = locked;
+    $("create").hidden = locked;
+    $("locked-note").hidden = !locked;
+  }
+
   function useSession(info) {
     session = info;
+    markSeen(info.id, info.audioToken);
     const here = new URL(location.href);
     here.search = "";
     here.searchParams.set("session", info.id);
     if (info.audioToken) here.searchParams.set("token", info.audioToken);
     if (info.readToken) here.searchParams.set("read", info.readToken);
     history.replaceState(null, "", here.toString());
+    lockForm(true);
     renderLinks();
     if (captions) captions.close();
     captions = new CaptionFeed(withToken(info.captionsUrl, info.readToken || info.audioToken), info.tracks);
     captions.connect();
     sessionError("");
     updateStage();
+  }
+
+  function newSession() {
+    if (!session || (sender && !sender.finished && !sender.fatal)) return;
+    const question = "Start a new session? Screens showing session " + session.id + " keep showing it; " +
+      "the new session has new display links.";
+    if (!window.confirm(question)) return;
+    resetSender();
+    if (captions) captions.close();
+    captions = null;
+    session = null;
+    $("live").replaceChildren();
+    $("links").hidden = true;
+    $("link-list").replaceChildren();
+    $("download-list").replaceChildren();
+    lockForm(false);
+    history.replaceState(null, "", location.pathname);
+    updateStage();
+    $("language").focus();
   }
 
   function fromResponse(body, audioToken, readToken) {
@@ -136,6 +216,7 @@
 
   async function createSession(event) {
     event.preventDefault();
+    if (session) return; // the form is locked: New session first
     sessionError("");
     const language = $("language").value;
     const tracks = [{ name: language, task: "transcribe" }];
@@ -181,6 +262,10 @@
     if (audioToken) url.searchParams.set("token", audioToken);
     try {
       const response = await fetch(url);
+      if ((response.status === 401 || response.status === 404) && wasSeen(id, audioToken)) {
+        sessionError(goneText(id));
+        return;
+      }
       if (response.status === 401 || response.status === 404 || response.status === 400) {
         sessionError("Session " + id + " was refused: " + (await serverMessage(response)) +
           ". Check the session id and its audio token.");
@@ -208,30 +293,19 @@
     $("session-tracks").textContent = session.tracks.length ? "tracks: " + session.tracks.join(", ") : "";
     const list = $("link-list");
     list.replaceChildren();
-    const base = session.readToken ? withToken(session.displayUrl, session.readToken) : "";
-    if (!base) {
+    $("links-local").hidden = true;
+    if (!session.readToken) {
       const li = document.createElement("li");
       li.className = "hint";
       li.textContent = "Display links need the session's read token (shown when the session is created).";
       list.appendChild(li);
     } else {
-      const variant = (label, extra) => {
-        const u = new URL(base);
-        for (const [k, v] of Object.entries(extra)) u.searchParams.set(k, v);
-        return [label, u.toString()];
-      };
-      const rows = [variant("Stage screen: all tracks", {})];
-      for (const t of session.tracks) rows.push(variant("Only " + t, { tracks: t }));
-      rows.push(variant("Phone, light background", { theme: "light", size: "6", lines: "4" }));
-      rows.push(variant("OBS browser source: chroma key, no controls", {
-        theme: "chroma", indicator: "0", controls: "0", lines: "2",
-      }));
-      for (const [label, href] of rows) list.appendChild(linkRow(label, href));
+      loadDisplayLinks(session);
     }
     const downloads = $("download-list");
     downloads.replaceChildren();
     const token = session.readToken || session.audioToken;
-    const http = new URL(base || session.displayUrl || location.href);
+    const http = new URL(session.displayUrl || location.href);
     for (const t of session.tracks) {
       for (const ext of ["srt", "vtt"]) {
         const u = new URL(http.origin + "/v1/sessions/" + encodeURIComponent(session.id) + "/captions." + ext);
@@ -248,14 +322,70 @@
     }
   }
 
-  function linkRow(label, href) {
+  async function loadDisplayLinks(forSession) {
+    const list = $("link-list");
+    try {
+      const response = await fetch("/v1/sessions/" + encodeURIComponent(forSession.id) + "/displays", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ read_token: forSession.readToken }),
+      });
+      if (session !== forSession) return;
+      if (!response.ok) {
+        const li = document.createElement("li");
+        li.className = "error";
+        li.textContent = "The display links could not be made: " + (await serverMessage(response));
+        list.replaceChildren(li);
+        return;
+      }
+      const body = await response.json();
+      if (session !== forSession) return;
+      list.replaceChildren(...body.displays.map(linkCard));
+      const host = new URL(body.displays[0].url).hostname;
+      if (/^(127\.|localhost$|\[?::1\]?$)/.test(host)) {
+        $("links-local").textContent = "These links point at " + host + ": they open on this computer only. " +
+          "For phones and screens, run `wsp up` without --local, or set WSP_PUBLIC_URL to the address they reach.";
+        $("links-local").hidden = false;
+      }
+    } catch (error) {
+      if (session !== forSession) return;
+      const li = document.createElement("li");
+      li.className = "error";
+      li.textContent = "The display links could not be made: " + error.message;
+      list.replaceChildren(li);
+    }
+  }
+
+  function linkCard(display) {
     const li = document.createElement("li");
+    li.className = "display";
+    li.dataset.kind = display.kind;
+    const qr = document.createElement("div");
+    qr.className = "qr";
+    // inline SVG as HTML parses it (it carries no XML namespace); scripts never run in a parsed document
+    const svg = new DOMParser().parseFromString(display.qr_svg, "text/html").querySelector("svg");
+    if (svg) qr.appendChild(document.importNode(svg, true));
     const name = document.createElement("span");
     name.className = "label";
-    name.textContent = label;
+    name.textContent = display.label;
+    const short = document.createElement("a");
+    short.className = "short";
+    short.href = display.short_url;
+    short.target = "_blank";
+    short.rel = "noopener";
+    short.textContent = display.short_url.replace(/^https?:\/\//, "");
+    const actions = linkRow(display.url);
+    li.append(qr, name, short, actions);
+    return li;
+  }
+
+  function linkRow(href) {
+    const row = document.createElement("div");
+    row.className = "row-actions";
     const input = document.createElement("input");
     input.readOnly = true;
     input.value = href;
+    input.title = href;
     input.addEventListener("focus", () => input.select());
     const copy = document.createElement("button");
     copy.type = "button";
@@ -276,8 +406,8 @@
     open.target = "_blank";
     open.rel = "noopener";
     open.textContent = "Open";
-    li.append(name, input, copy, open);
-    return li;
+    row.append(input, copy, open);
+    return row;
   }
 
   // -- audio: microphone -> worklet -> WebSocket ------------------------------------------------------
@@ -296,6 +426,16 @@
       this.finished = false;
       this.fatal = null;
       this.endTimer = null;
+      this.captureTimes = []; // [{end: samples since Start at the end of a frame, at: ms when captured}]
+    }
+
+    /** When the audio at `seconds` of the session was captured (ms), or null if not by this page. */
+    capturedAt(seconds) {
+      if (this.origin === null) return null;
+      const sample = seconds * SAMPLE_RATE - this.origin;
+      const frame = this.captureTimes.find((f) => f.end >= sample);
+      if (!frame) return null;
+      return frame.at - ((frame.end - sample) / SAMPLE_RATE) * 1000;
     }
 
     connect() {
@@ -329,6 +469,12 @@
         this.ws = null;
         this.open = false;
         if (this.finished) return;
+        if ((close.code === 4401 || close.code === 4404) && session && wasSeen(session.id, session.audioToken) && this.everOpen) {
+          // this token streamed before, and tokens never change: the session itself is gone
+          this.fail(goneText(session.id));
+          markGone();
+          return;
+        }
         if (FATAL_AUDIO.has(close.code)) {
           this.fail(audioRefusal(close.code, refusal ? refusal.message : close.reason));
           return;
@@ -370,6 +516,8 @@
       if (this.finished || this.fatal) return;
       const frame = { offset: this.captured, pcm };
       this.captured += pcm.byteLength / 2;
+      this.captureTimes.push({ end: this.captured, at: performance.now() });
+      if (this.captureTimes.length > LAG_KEEP_FRAMES) this.captureTimes.shift();
       this.unacked.push(frame);
       if (this.unacked.length > MAX_BACKLOG_FRAMES) this.unacked.shift();
       if (this.open) this.ws.send(pcm);
@@ -449,8 +597,15 @@
     startButton.disabled = true;
     let stream;
     try {
+      const device = $("device").value;
       stream = await navigator.mediaDevices.getUserMedia({
-        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        audio: {
+          ...(device ? { deviceId: { exact: device } } : {}),
+          channelCount: { ideal: MAX_CHANNELS },
+          echoCancellation: false,
+          noiseSuppression: false,
+          autoGainControl: false,
+        },
       });
     } catch (error) {
       micError(microphoneProblem(error));
@@ -462,6 +617,10 @@
       const context = new AudioContext({ latencyHint: "interactive" });
       await context.audioWorklet.addModule(await workletUrl);
       const source = context.createMediaStreamSource(stream);
+      const settings = stream.getAudioTracks()[0].getSettings();
+      const channels = Math.max(1, settings.channelCount || source.channelCount || 1);
+      const splitter = context.createChannelSplitter(channels);
+      source.connect(splitter);
       const node = new AudioWorkletNode(context, "pcm-framer", {
         numberOfInputs: 1,
         numberOfOutputs: 1,
@@ -474,11 +633,12 @@
       analyser.fftSize = 1024;
       const mute = context.createGain();
       mute.gain.value = 0;
-      source.connect(node);
-      source.connect(analyser);
       node.connect(mute).connect(context.destination);
+      capture = { stream, context, node, analyser, source, splitter, channels, input: null };
+      showChannels(channels);
+      routeChannel();
       await context.resume();
-      capture = { stream, context, node, analyser };
+      listDevices(settings.deviceId);
       sender = new AudioSender(withToken(session.audioUrl, session.audioToken));
       node.port.onmessage = (event) => {
         if (sender && event.data && event.data.pcm) sender.push(event.data.pcm);
@@ -499,6 +659,104 @@
       captureProblem = true;
     }
     updateStage();
+  }
+
+  /** The chosen channel (or the mix of all) into the framer and the level meter, live. */
+  function routeChannel() {
+    if (!capture) return;
+    const { source, splitter, node, analyser, channels } = capture;
+    if (capture.input) capture.input.disconnect();
+    const choice = $("channel").value;
+    const index = choice === "mix" ? -1 : Number(choice);
+    if (index >= 0 && index < channels) {
+      const pick = capture.context.createGain();
+      splitter.connect(pick, index, 0);
+      capture.input = pick;
+    } else {
+      const mix = capture.context.createGain();
+      source.connect(mix);
+      capture.input = mix;
+    }
+    capture.input.connect(node);
+    capture.input.connect(analyser);
+    remember();
+  }
+
+  function showChannels(count) {
+    const select = $("channel");
+    const keep = select.value || storedChoice().channel || "mix";
+    const options = [["mix", count > 1 ? "Mix of all " + count + " channels" : "Mono"]];
+    for (let i = 0; i < count && count > 1; i++) options.push([String(i), "Channel " + (i + 1)]);
+    select.replaceChildren(...options.map(([value, label]) => new Option(label, value)));
+    select.value = options.some(([value]) => value === keep) ? keep : "mix";
+    select.disabled = count < 2;
+  }
+
+  function storedChoice() {
+    try {
+      return JSON.parse(localStorage.getItem(DEVICE_KEY) || "{}");
+    } catch {
+      return {};
+    }
+  }
+
+  function remember() {
+    try {
+      localStorage.setItem(DEVICE_KEY, JSON.stringify({ device: $("device").value, channel: $("channel").value }));
+    } catch {
+      // storage disabled: the default input is used next time
+    }
+  }
+
+  /** The audio inputs in the picker (their names appear once the browser has given the microphone). */
+  async function listDevices(current) {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+    let devices;
+    try {
+      devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === "audioinput");
+    } catch {
+      return;
+    }
+    const select = $("device");
+    const wanted = current || select.value || storedChoice().device || "";
+    const options = [new Option("Default input", "")];
+    devices.forEach((d, i) => {
+      if (!d.deviceId || d.deviceId === "default") return;
+      options.push(new Option(d.label || "Input " + (i + 1) + " (its name shows once the microphone is allowed)", d.deviceId));
+    });
+    select.replaceChildren(...options);
+    select.value = options.some((o) => o.value === wanted) ? wanted : "";
+  }
+
+  /** How far the captions are behind the audio: from capture of a final's last sample to its arrival. */
+  const lag = { seconds: null, lastFinalAt: null };
+  function noteFinal(event) {
+    if (!sender || event.end === null || event.end === undefined) return;
+    const at = sender.capturedAt(event.end);
+    if (at === null) return;
+    lag.seconds = Math.max(0, (performance.now() - at) / 1000);
+    lag.lastFinalAt = performance.now();
+    showLag();
+  }
+
+  function showLag() {
+    const el = $("lag");
+    if (!sender || sender.finished || sender.fatal || !capture) {
+      el.textContent = "";
+      el.removeAttribute("data-level");
+      return;
+    }
+    const quiet = lag.lastFinalAt === null ? null : (performance.now() - lag.lastFinalAt) / 1000;
+    if (lag.seconds === null) {
+      el.textContent = "Captions: waiting for the first";
+      el.dataset.level = "slow";
+    } else if (quiet > QUIET_S) {
+      el.textContent = "No caption for " + Math.round(quiet) + " s (silence, or the recogniser is behind)";
+      el.dataset.level = "slow";
+    } else {
+      el.textContent = "Captions " + lag.seconds.toFixed(1) + " s behind the audio";
+      el.dataset.level = lag.seconds > LAG_BAD_S ? "bad" : lag.seconds > LAG_SLOW_S ? "slow" : "ok";
+    }
   }
 
   function meter() {
@@ -548,6 +806,7 @@
       this.open = false;
       this.closed = false;
       this.ended = false;
+      this.everOpen = false;
       this.retryMs = RETRY_MIN_MS;
       this.render();
     }
@@ -584,8 +843,10 @@
           refusal = e;
           return;
         }
+        this.everOpen = true; // captions came: a refusal later means the session is gone
         const t = this.track(e.track);
         if (e.type === "final" && e.seq > t.lastSeq) {
+          noteFinal(e);
           t.lastSeq = e.seq;
           t.finals += 1;
           const piece = (e.text || "").trim();
@@ -610,6 +871,10 @@
         if (this.closed || allEnded || (close.code === 1000 && close.reason === "session ended")) {
           this.ended = true;
           updateStage();
+          return;
+        }
+        if ((close.code === 4401 || close.code === 4404) && session && wasSeen(session.id, session.audioToken) && this.everOpen) {
+          markGone();
           return;
         }
         if (FATAL_CAPTIONS.has(close.code)) {
@@ -674,11 +939,22 @@
   });
   startButton.addEventListener("click", start);
   stopButton.addEventListener("click", stopStreaming);
+  $("new-session").addEventListener("click", newSession);
+  $("channel").addEventListener("change", routeChannel);
+  $("device").addEventListener("change", remember);
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener("devicechange", () => listDevices());
+  }
+  setInterval(showLag, 1000);
+  listDevices();
 
   window.wspMic = {
     stage: () => stage.dataset.state,
     session: () => session && { ...session },
     captions: () => captions && Object.fromEntries([...captions.tracks.values()].map((t) => [t.name, { ...t }])),
+    lag: () => ({ ...lag, text: $("lag").textContent }),
+    input: () => capture && { channels: capture.channels, channel: $("channel").value,
+      device: capture.stream.getAudioTracks()[0].getSettings().deviceId, label: capture.stream.getAudioTracks()[0].label },
   };
 
   const query = new URLSearchParams(location.search);

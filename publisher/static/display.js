@@ -1,32 +1,56 @@
-// Caption display: reads the session's captions WebSocket and shows the last lines of each track.
+// Caption display: reads the session's captions WebSocket and shows final text in lines made for
+// reading (publisher/static/layout.js), released at a readable pace, with each sentence of the first
+// track paired with its translation.
 //
 // URL: /v1/sessions/{sid}/display?token=READ_TOKEN&tracks=ja,en&size=7&lines=3&theme=dark
+//   mode      stage (a fixed number of lines at the bottom) | phone (the whole screen, the whole session
+//             so far, scrolled by the reader)
 //   size      text size (1-30, default 7: 7 % of the screen height on a landscape screen)
-//   lines     visible lines per track (1-12, default 3)
-//   theme     dark | light | chroma (green key colour, outlined text) | transparent (OBS)
+//   lines     visible lines of final text (1-12; default 3, 5 with two tracks)
+//   chars     characters per line of the first track (default: Japanese 18, English 40; never more
+//             than fit the width)
+//   hold      seconds a line stays on screen at least (1-15, default 4)
+//   theme     dark | light | chroma (green key colour) | transparent (OBS)
 //   bg, fg    background / text colour (any CSS colour: 00b140, %2300b140, black)
-//   tracks    which tracks, top to bottom (default: every track of the session, Japanese first)
+//   box=1     a dark box behind the caption lines only      outline=1 outlined text (chroma, transparent)
+//   tracks    which tracks (default: every track of the session, the spoken language first)
+//   pair      stack (each sentence above its translation) | side (side by side)
 //   align     left | center        pos    bottom | top | center
-//   partial=0 hide the unstable tail   indicator=0 hide the connection dot   controls=0 no buttons
+//   partial   1 shows the text not yet laid out and the unstable tail in a row of its own (default on
+//             a stage screen; off for phone, chroma and transparent)
+//   title=0   no session title     indicator=0 no connection dot     controls=0 no buttons
 // Keys: f fullscreen, + / - size, up / down lines, t theme. The page reconnects by itself with
 // since=<last final per track>, so a display that lost its connection misses nothing.
 "use strict";
 
 (() => {
+  const Layout = window.WspLayout;
   const THEMES = ["dark", "light", "chroma", "transparent"];
-  const UNSPACED = new Set(["ja", "zh", "yue", "th", "lo", "my", "km", "bo"]);
-  const SENTENCE_ENDS = new Set("。．！？!?.…‼⁇⁈⁉");
-  const CLOSERS = new Set("\"'”’」』）)]}");
+  const KEYED = new Set(["chroma", "transparent"]);
   const FATAL_CLOSE = new Set([4400, 4401, 4403, 4404]);
-  const PAUSE_BREAK_S = 1.0; // a new line after a pause this long, for text without punctuation
-  const KEEP_SENTENCES = 200; // per track, in memory and in the page
+  const TICK_MS = 200; // how often lines are laid out and released
+  const PREVIEW_MS = 600; // the preview row changes at most this often
+  const HISTORY_AGE_S = 8; // a final older than this on arrival is history: laid out at once, unpaced
+  const PAIR_WAIT_MS = 6000; // a translation line waits this long at most for its sentence to appear
+  const BLOCK_LINES = 3; // a sentence block of the first track holds at most this many lines
+  const KEEP_BLOCKS = { stage: 40, phone: 4000 };
   const KEEP_FINALS = 5000; // per track, for `window.wspDisplay` (diagnostics and tests)
+  const KEEP_SHOWN = 5000;
   const RETRY_MIN_MS = 500;
   const RETRY_MAX_MS = 5000;
+  const GONE_RETRY_MS = 30000; // a session that is gone is asked for again this often
   const CONTROLS_IDLE_MS = 3000;
+  const MAX_WAIT_MS = 5000; // lines queued longer than this are released faster, to catch up
+  const CATCH_UP_ON_SCREEN_MS = 2000; // ... but even then a line stays on screen this long
+  const SEEN_KEY = "wsp-display-seen:"; // localStorage: sessions this browser has read with this token
 
+  const root = document.documentElement;
   const body = document.body;
-  const tracksEl = document.getElementById("tracks");
+  const captionsEl = document.getElementById("captions");
+  const linesEl = document.getElementById("lines");
+  const previewEl = document.getElementById("preview");
+  const titleEl = document.getElementById("title");
+  const followEl = document.getElementById("follow");
   const messageEl = document.getElementById("message");
   const indicatorLabel = document.querySelector("#indicator .label");
   const controlsEl = document.getElementById("controls");
@@ -43,32 +67,50 @@
     const candidates = [value, "#" + value];
     return candidates.find((c) => CSS.supports("color", c)) || null;
   };
+  const flag = (name, fallback) => (params.has(name) ? !["0", "false", "no", "off"].includes(params.get(name)) : fallback);
+  const mode = params.get("mode") === "phone" ? "phone" : "stage";
+  const theme = THEMES.includes(params.get("theme")) ? params.get("theme") : "dark";
   const opts = {
     token: params.get("token") || "",
     tracks: (params.get("tracks") || "").split(",").map((t) => t.trim()).filter(Boolean),
+    mode,
     size: clamp(params.get("size"), 1, 30, 7),
-    lines: Math.round(clamp(params.get("lines"), 1, 12, 3)),
-    theme: THEMES.includes(params.get("theme")) ? params.get("theme") : "dark",
+    lines: params.has("lines") ? Math.round(clamp(params.get("lines"), 1, 12, 3)) : null,
+    chars: params.has("chars") ? Math.round(clamp(params.get("chars"), 4, 80, 18)) : null,
+    hold: clamp(params.get("hold"), 1, 15, 4),
+    theme,
     bg: colour(params.get("bg")),
     fg: colour(params.get("fg")),
     align: params.get("align") === "center" ? "center" : "left",
     pos: ["top", "center"].includes(params.get("pos")) ? params.get("pos") : "bottom",
-    partial: params.get("partial") !== "0",
-    indicator: params.get("indicator") !== "0",
-    controls: params.get("controls") !== "0",
+    pair: params.get("pair") === "side" ? "side" : "stack",
+    partial: flag("partial", mode === "stage" && !KEYED.has(theme)),
+    box: flag("box", false),
+    outline: flag("outline", KEYED.has(theme)),
+    title: flag("title", !KEYED.has(theme)),
+    indicator: flag("indicator", true),
+    controls: flag("controls", true),
   };
 
+  const visibleLines = () => opts.lines || (order().length > 1 ? 5 : 3);
+
   function applyOptions() {
-    body.className = "";
-    body.classList.add("theme-" + opts.theme, "align-" + opts.align, "pos-" + opts.pos);
-    if (!opts.indicator) body.classList.add("no-indicator");
-    const style = document.documentElement.style;
+    root.className = "";
+    root.classList.add("theme-" + opts.theme, "mode-" + opts.mode, "align-" + opts.align, "pos-" + opts.pos,
+      "pair-" + opts.pair);
+    if (!opts.indicator) root.classList.add("no-indicator");
+    if (opts.box) root.classList.add("box");
+    if (opts.outline) root.classList.add("outline");
+    const style = root.style;
     style.setProperty("--size", String(opts.size));
-    style.setProperty("--lines", String(opts.lines));
+    style.setProperty("--lines", String(visibleLines()));
     if (opts.bg) style.setProperty("--bg", opts.bg);
     else style.removeProperty("--bg");
     if (opts.fg) style.setProperty("--fg", opts.fg);
     else style.removeProperty("--fg");
+    previewEl.hidden = !opts.partial || opts.mode === "phone";
+    titleEl.hidden = !(opts.title && titleEl.textContent);
+    measure();
   }
 
   function optionsUrl() {
@@ -78,7 +120,7 @@
       else url.searchParams.set(name, String(value));
     };
     set("size", opts.size, 7);
-    set("lines", opts.lines, 3);
+    set("lines", opts.lines, null);
     set("theme", opts.theme, "dark");
     return url.toString();
   }
@@ -87,154 +129,224 @@
     history.replaceState(null, "", optionsUrl());
   }
 
-  // -- one track's text: sentences, the open sentence, and the unstable tail ------------------------
+  // -- tracks: finals in, lines out -------------------------------------------------------------------
   class Track {
-    constructor(name, second) {
+    constructor(name) {
       this.name = name;
-      this.spaced = !UNSPACED.has(name.split("-")[0]);
-      this.sentences = [];
-      this.open = "";
-      this.partial = "";
+      this.composer = new Layout.LineComposer(name, {});
       this.lastSeq = 0;
-      this.lastEnd = null;
       this.finals = [];
+      this.partial = "";
       this.ended = false;
-      this.el = document.createElement("section");
-      this.el.className = "track" + (second ? " second" : "");
-      this.el.lang = name;
-      this.el.dataset.track = name;
-      this.dirty = true;
+      this.waiting = []; // lines of a second track waiting for their sentence: {line, since}
     }
 
-    join(left, right) {
-      if (!left) return right;
-      return this.spaced ? left + " " + right : left + right;
+    get spaced() {
+      return !Layout.UNSPACED.has(this.name.split("-")[0]);
     }
-
-    addFinal(event) {
-      this.lastSeq = event.seq;
-      this.finals.push({ seq: event.seq, text: event.text });
-      if (this.finals.length > KEEP_FINALS) this.finals.splice(0, this.finals.length - KEEP_FINALS);
-      const text = (event.text || "").trim();
-      const paused = this.lastEnd !== null && event.start !== null && event.start - this.lastEnd >= PAUSE_BREAK_S;
-      if (paused && this.open) {
-        this.sentences.push(this.open);
-        this.open = "";
-      }
-      if (event.end !== null && event.end !== undefined) this.lastEnd = event.end;
-      if (text) this.append(text);
-      this.partial = stripPrefix(this.partial, text);
-      this.dirty = true;
-    }
-
-    append(text) {
-      // split the new text after each sentence end (and the quotes or brackets that close it)
-      let current = this.open;
-      let start = 0;
-      const pieces = [];
-      for (let i = 0; i < text.length; i++) {
-        if (!SENTENCE_ENDS.has(text[i])) continue;
-        let j = i + 1;
-        while (j < text.length && CLOSERS.has(text[j])) j++;
-        const next = text[j];
-        const decimal = text[i] === "." && /\d/.test(text[i - 1] || "") && /\d/.test(next || "");
-        if (decimal || (this.spaced && next !== undefined && !/\s/.test(next))) continue;
-        pieces.push(text.slice(start, j));
-        start = j;
-        i = j - 1;
-      }
-      const rest = text.slice(start).trim();
-      for (const piece of pieces) {
-        this.sentences.push(this.join(current, piece.trim()));
-        current = "";
-      }
-      this.open = rest ? this.join(current, rest) : current;
-      if (this.sentences.length > KEEP_SENTENCES) {
-        this.sentences.splice(0, this.sentences.length - KEEP_SENTENCES);
-      }
-    }
-
-    setPartial(text) {
-      this.partial = (text || "").trim();
-      this.dirty = true;
-    }
-
-    skip() {
-      this.append(this.spaced ? "… " : "…");
-      this.dirty = true;
-    }
-
-    render() {
-      if (!this.dirty) return;
-      this.dirty = false;
-      const fragment = document.createDocumentFragment();
-      const shown = this.sentences.slice(-Math.max(20, opts.lines * 6));
-      for (const sentence of shown) {
-        const p = document.createElement("p");
-        p.textContent = sentence;
-        fragment.appendChild(p);
-      }
-      const tail = opts.partial ? this.partial : "";
-      if (this.open || tail) {
-        const p = document.createElement("p");
-        p.className = "open";
-        p.textContent = this.open;
-        if (tail) {
-          const span = document.createElement("span");
-          span.className = "partial";
-          span.textContent = this.open && this.spaced ? " " + tail : tail;
-          p.appendChild(span);
-        }
-        fragment.appendChild(p);
-      }
-      this.el.replaceChildren(fragment);
-    }
-  }
-
-  function stripPrefix(partial, final) {
-    const squash = (s) => s.replace(/\s+/g, "");
-    if (!partial || !final) return partial;
-    const p = squash(partial);
-    const f = squash(final);
-    if (!p.startsWith(f)) return "";
-    // drop as many characters of the partial as the final covers (ignoring spaces)
-    let kept = 0;
-    let i = 0;
-    while (i < partial.length && kept < f.length) {
-      if (!/\s/.test(partial[i])) kept++;
-      i++;
-    }
-    return partial.slice(i).trim();
   }
 
   const tracks = new Map();
-
   function track(name) {
     let t = tracks.get(name);
-    if (t) return t;
-    t = new Track(name, false);
-    tracks.set(name, t);
-    // requested order first; otherwise the spoken language above English
-    const order = (n) => {
-      const i = opts.tracks.indexOf(n);
-      return i >= 0 ? i : n === "en" ? 100 : 50;
-    };
-    const sorted = [...tracks.values()].sort((a, b) => order(a.name) - order(b.name));
-    sorted.forEach((item, index) => {
-      item.el.classList.toggle("second", index > 0);
-      tracksEl.appendChild(item.el);
-    });
+    if (!t) {
+      t = new Track(name);
+      tracks.set(name, t);
+      measure();
+      root.style.setProperty("--lines", String(visibleLines()));
+    }
     return t;
   }
 
-  let renderQueued = false;
-  function scheduleRender() {
-    if (renderQueued) return;
-    renderQueued = true;
-    requestAnimationFrame(() => {
-      renderQueued = false;
-      for (const t of tracks.values()) t.render();
+  /** Tracks in display order: the requested order, else the spoken language first and English after. */
+  function order() {
+    const rank = (n) => {
+      const i = opts.tracks.indexOf(n);
+      return i >= 0 ? i : n === "en" ? 100 : 50;
+    };
+    return [...tracks.values()].sort((a, b) => rank(a.name) - rank(b.name));
+  }
+
+  // -- widths: how many characters fit on a line -----------------------------------------------------
+  const ruler = document.createElement("canvas").getContext("2d");
+  function charWidth(fontPx, spaced) {
+    if (!spaced) return fontPx; // CJK characters are one em wide
+    ruler.font = "700 " + fontPx + "px " + getComputedStyle(body).fontFamily;
+    const sample = "the quick brown fox jumps over the lazy dog, THANK YOU for coming tonight";
+    return ruler.measureText(sample).width / sample.length;
+  }
+
+  function measure() {
+    if (!tracks.size) return;
+    const fontPx = parseFloat(getComputedStyle(captionsEl).fontSize) || 16;
+    let width = linesEl.clientWidth || window.innerWidth;
+    if (opts.pair === "side" && tracks.size > 1) width = (width - 1.2 * fontPx) / 2;
+    order().forEach((t, index) => {
+      const px = index === 0 ? fontPx : fontPx * (opts.pair === "side" ? 0.8 : 0.85);
+      const fit = Math.floor((width - 2) / charWidth(px, t.spaced));
+      if (index === 0 && opts.chars) {
+        t.composer.options.userTarget = opts.chars;
+        t.composer.options.userMax = opts.chars + 2;
+      }
+      t.composer.setWidth(fit);
     });
+  }
+
+  // -- the screen: blocks of lines, each a sentence of the first track and its translation ----------
+  const blocks = [];
+  const pacer = new Layout.Pacer(opts.hold * 1000, MAX_WAIT_MS, CATCH_UP_ON_SCREEN_MS);
+  const shown = []; // every line put on screen: {track, text, at} (diagnostics and tests)
+  let catchingUp = false;
+
+  function setPacing() {
+    // with N lines visible a line leaves the screen N lines after it came: N x interval >= hold
+    const rows = opts.mode === "phone" ? Math.max(4, Math.floor(window.innerHeight / lineHeightPx())) : visibleLines();
+    pacer.intervalMs = (opts.hold * 1000) / rows;
+    pacer.floorMs = Math.min(pacer.intervalMs, CATCH_UP_ON_SCREEN_MS / rows);
+  }
+
+  function lineHeightPx() {
+    return (parseFloat(getComputedStyle(captionsEl).fontSize) || 16) * 1.4;
+  }
+
+  function span(text) {
+    const s = document.createElement("span");
+    s.textContent = text;
+    return s;
+  }
+
+  function newBlock(line) {
+    const el = document.createElement("div");
+    el.className = "block";
+    const first = document.createElement("div");
+    first.className = "first";
+    first.lang = order()[0].name;
+    first.dataset.track = order()[0].name;
+    el.appendChild(first);
+    const block = { sentence: line.sentence, start: line.start, end: line.end, lines: 0, el, first, seconds: new Map() };
+    blocks.push(block);
+    const keep = KEEP_BLOCKS[opts.mode];
+    while (blocks.length > keep) blocks.shift().el.remove();
+    return block;
+  }
+
+  function followed() {
+    return opts.mode === "phone" && window.scrollY + window.innerHeight >= document.documentElement.scrollHeight - 48;
+  }
+
+  function showLine(trackName, line, now) {
+    const atBottom = followed();
+    let block = blocks[blocks.length - 1];
+    if (!block || block.sentence !== line.sentence || block.lines >= BLOCK_LINES) block = newBlock(line);
+    const p = document.createElement("p");
+    p.className = "line";
+    p.appendChild(span(line.text));
+    block.first.appendChild(p);
+    block.lines += 1;
+    if (line.start !== null && (block.start === null || line.start < block.start)) block.start = line.start;
+    if (line.end !== null && (block.end === null || line.end > block.end)) block.end = line.end;
+    if (!block.el.isConnected) linesEl.appendChild(block.el);
+    record(trackName, line.text, now);
+    afterAppend(atBottom);
+  }
+
+  function showSecond(t, line, block, now) {
+    const atBottom = followed();
+    let el = block.seconds.get(t.name);
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "second";
+      el.lang = t.name;
+      el.dataset.track = t.name;
+      block.el.appendChild(el);
+      block.seconds.set(t.name, el);
+    }
+    // a line of its own, laid out to fit: what is already there never re-wraps
+    const p = document.createElement("p");
+    p.className = "line";
+    p.appendChild(span(line.text));
+    el.appendChild(p);
+    record(t.name, line.text, now);
+    afterAppend(atBottom);
+  }
+
+  function record(trackName, text, now) {
+    shown.push({ track: trackName, text, at: now });
+    if (shown.length > KEEP_SHOWN) shown.splice(0, shown.length - KEEP_SHOWN);
+  }
+
+  function afterAppend(atBottom) {
+    if (opts.mode !== "phone") return;
+    if (atBottom) window.scrollTo(0, document.documentElement.scrollHeight);
+    else followEl.hidden = false;
+  }
+
+  /** Lines of a second track, once paired with the sentence they translate, go into the pacer. */
+  function pairSeconds(t, now, all) {
+    const first = order()[0];
+    const spans = blocks.map((b) => ({ start: b.start, end: b.end }));
+    const reached = blocks.length ? blocks[blocks.length - 1].end : null;
+    while (t.waiting.length) {
+      const { line, since } = t.waiting[0];
+      // wait until the first track has shown the audio this line covers
+      const behind = reached === null || (line.end !== null && reached < line.end - 0.5);
+      if (!all && behind && !first.ended && now - since < PAIR_WAIT_MS) break;
+      const index = Layout.pairIndex(spans, line.start, line.end);
+      if (index < 0) break;
+      t.waiting.shift();
+      pacer.push({ track: t, line, block: blocks[index] }, now);
+    }
+  }
+
+  let lastPreview = -Infinity;
+  function updatePreview(now) {
+    if (previewEl.hidden || now - lastPreview < PREVIEW_MS) return;
+    const first = order()[0];
+    if (!first) return;
+    const waiting = pacer.queue.filter((q) => q.item.track === first).map((q) => q.item.line.text);
+    const pending = [...waiting, first.composer.pending()].filter(Boolean);
+    let finalText = pending.reduce((a, b) => Layout.joinPiece(a, b, first.spaced), "");
+    let partial = opts.partial ? first.partial : "";
+    const fit = first.composer.options.max + 2;
+    // show the end of it: the newest words
+    const total = finalText.length + (partial ? partial.length + 1 : 0);
+    if (total > fit) {
+      let drop = total - fit;
+      const cut = Math.min(drop, finalText.length);
+      finalText = finalText.slice(cut);
+      drop -= cut;
+      partial = partial.slice(drop);
+    }
+    const next = finalText + "\u0000" + partial;
+    if (previewEl.dataset.text === next) return;
+    previewEl.dataset.text = next;
+    lastPreview = now;
+    const finalSpan = span(finalText);
+    finalSpan.className = "pending";
+    const partialSpan = span(partial ? (finalText && first.spaced ? " " : "") + partial : "");
+    partialSpan.className = "partial";
+    previewEl.replaceChildren(finalSpan, partialSpan);
+  }
+
+  let historyTick = null;
+  function tick() {
+    historyTick = null;
+    const now = performance.now();
+    const list = order();
+    if (!list.length) return;
+    const [first, ...others] = list;
+    for (const line of first.composer.take(now, catchingUp || first.ended)) pacer.push({ track: first, line }, now);
+    for (const t of others) {
+      for (const line of t.composer.take(now, catchingUp || t.ended)) t.waiting.push({ line, since: now });
+      pairSeconds(t, now, catchingUp);
+    }
+    // one line at a time, whichever track it belongs to: every line on screen stays long enough to read
+    for (const item of pacer.release(now, catchingUp)) {
+      if (item.block) showSecond(item.track, item.line, item.block, now);
+      else showLine(item.track.name, item.line, now);
+    }
+    catchingUp = false;
+    updatePreview(now);
   }
 
   // -- connection -----------------------------------------------------------------------------------
@@ -242,9 +354,9 @@
   const sessionId = match ? decodeURIComponent(match[2]) : "";
   let socket = null;
   let retryMs = RETRY_MIN_MS;
-  let retryTimer = null;
   let attempts = 0;
   let state = "connecting";
+  let titleAsked = false;
 
   function setState(next, label) {
     state = next;
@@ -258,6 +370,33 @@
     messageEl.hidden = !text;
   }
 
+  function seenKey() {
+    // a digest of the token, not the token itself
+    let h = 2166136261;
+    for (const c of opts.token) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+    return SEEN_KEY + sessionId + ":" + h.toString(36);
+  }
+
+  function seen() {
+    try {
+      return localStorage.getItem(seenKey()) === "1";
+    } catch {
+      return false;
+    }
+  }
+
+  function markSeen() {
+    try {
+      localStorage.setItem(seenKey(), "1");
+    } catch {
+      // storage disabled: the page just cannot tell a lost session from a wrong link later
+    }
+  }
+
+  function sessionBase() {
+    return location.origin + match[1] + encodeURIComponent(sessionId);
+  }
+
   function captionsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = new URL(scheme + "//" + location.host + match[1] + encodeURIComponent(sessionId) + "/captions");
@@ -268,8 +407,49 @@
     return url.toString();
   }
 
+  /** The session's title, from its record; a record read with this token also marks the session seen. */
+  async function loadTitle() {
+    if (titleAsked) return;
+    titleAsked = true;
+    try {
+      const url = new URL(sessionBase() + "/record");
+      if (opts.token) url.searchParams.set("token", opts.token);
+      const response = await fetch(url);
+      if (!response.ok) return;
+      markSeen(); // the token opened the session: a later refusal means the session is gone
+      const record = await response.json();
+      const title = String(record.title || "").trim();
+      titleEl.textContent = title;
+      if (title) document.title = title + " · live captions";
+      titleEl.hidden = !(opts.title && title);
+    } catch {
+      titleAsked = false; // ask again after the next connection
+    }
+  }
+
+  function onEvent(event, now) {
+    const t = track(event.track);
+    if (event.type === "final") {
+      if (event.seq <= t.lastSeq) return; // already shown before a reconnect
+      t.lastSeq = event.seq;
+      t.finals.push({ seq: event.seq, text: event.text, start: event.start, end: event.end });
+      if (t.finals.length > KEEP_FINALS) t.finals.splice(0, t.finals.length - KEEP_FINALS);
+      if (typeof event.emitted_at === "number" && event.emitted_at < Date.now() / 1000 - HISTORY_AGE_S) {
+        catchingUp = true;
+      }
+      t.composer.add(event, now);
+      t.partial = stripPrefix(t.partial, event.text || "");
+    } else if (event.type === "partial") {
+      t.partial = (event.text || "").trim();
+    } else if (event.type === "skip") {
+      t.composer.add({ text: t.spaced ? "…" : "……", start: event.start, end: event.end }, now);
+    } else if (event.type === "end") {
+      t.ended = true;
+      t.partial = "";
+    }
+  }
+
   function connect() {
-    retryTimer = null;
     attempts += 1;
     let fatal = null;
     let ended = false;
@@ -280,6 +460,7 @@
       retryMs = RETRY_MIN_MS;
       setState("live", "live");
       showMessage("");
+      loadTitle();
     };
     ws.onmessage = (message) => {
       let event;
@@ -292,32 +473,31 @@
         fatal = event;
         return;
       }
-      const t = track(event.track);
-      if (event.type === "final") {
-        if (event.seq <= t.lastSeq) return; // already shown before a reconnect
-        t.addFinal(event);
-      } else if (event.type === "partial") {
-        t.setPartial(event.text);
-      } else if (event.type === "skip") {
-        t.skip();
-      } else if (event.type === "end") {
-        t.ended = true;
-        t.setPartial("");
-        ended = [...tracks.values()].every((x) => x.ended);
-      }
-      scheduleRender();
+      if (!fatal && tracks.size === 0) markSeen();
+      onEvent(event, performance.now());
+      if (catchingUp && !historyTick) historyTick = setTimeout(tick, 0); // history shows at once
+      ended = tracks.size > 0 && [...tracks.values()].every((x) => x.ended);
     };
     ws.onclose = (close) => {
       if (socket !== ws) return;
       socket = null;
-      for (const t of tracks.values()) t.setPartial("");
-      scheduleRender();
+      for (const t of tracks.values()) t.partial = "";
       if (ended || (close.code === 1000 && close.reason === "session ended")) {
+        tick(); // what the end flushed goes on screen before the page says it ended
         setState("ended", "session ended");
         return;
       }
       if (FATAL_CLOSE.has(close.code)) {
         const why = fatal ? fatal.message : close.reason || "the caption server refused this display";
+        if ((close.code === 4401 || close.code === 4404) && seen()) {
+          // this link worked before, and tokens never change: the session itself is gone
+          setState("gone", "session gone");
+          showMessage("This session has ended or the caption server lost its data: its captions are no " +
+            "longer available. The screen will pick them up again if the server gets them back; " +
+            "otherwise ask the operator for a new display link.");
+          setTimeout(connect, GONE_RETRY_MS);
+          return;
+        }
         setState("error", "refused");
         showMessage(refusalText(close.code, why));
         return;
@@ -325,7 +505,7 @@
       const wait = retryMs;
       retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
       setState("reconnecting", attempts > 2 ? "caption server unreachable, retrying" : "reconnecting");
-      retryTimer = setTimeout(connect, wait);
+      setTimeout(connect, wait);
     };
   }
 
@@ -335,6 +515,21 @@
     }
     if (code === 4404) return "No such session (" + why + "). Check the display link.";
     return "The caption server refused this display: " + why;
+  }
+
+  function stripPrefix(partial, final) {
+    const squash = (s) => s.replace(/\s+/g, "");
+    if (!partial || !final) return partial;
+    const p = squash(partial);
+    const f = squash(final);
+    if (!p.startsWith(f)) return "";
+    let kept = 0;
+    let i = 0;
+    while (i < partial.length && kept < f.length) {
+      if (!/\s/.test(partial[i])) kept++;
+      i++;
+    }
+    return partial.slice(i).trim();
   }
 
   // -- controls -------------------------------------------------------------------------------------
@@ -361,11 +556,12 @@
   const actions = {
     smaller: () => { opts.size = Math.max(1, Math.round((opts.size - 0.5) * 2) / 2); },
     larger: () => { opts.size = Math.min(30, Math.round((opts.size + 0.5) * 2) / 2); },
-    fewer: () => { opts.lines = Math.max(1, opts.lines - 1); },
-    more: () => { opts.lines = Math.min(12, opts.lines + 1); },
+    fewer: () => { opts.lines = Math.max(1, visibleLines() - 1); },
+    more: () => { opts.lines = Math.min(12, visibleLines() + 1); },
     theme: () => {
       opts.theme = THEMES[(THEMES.indexOf(opts.theme) + 1) % THEMES.length];
       opts.bg = null;
+      opts.outline = KEYED.has(opts.theme);
     },
     fullscreen: toggleFullscreen,
     link: copyLink,
@@ -377,9 +573,8 @@
     const result = action();
     if (!["fullscreen", "link"].includes(name)) {
       applyOptions();
+      setPacing();
       remember();
-      for (const t of tracks.values()) t.dirty = true;
-      scheduleRender();
     }
     return result;
   }
@@ -413,14 +608,35 @@
   }
   for (const name of ["mousemove", "touchstart", "keydown"]) document.addEventListener(name, wake);
 
+  followEl.addEventListener("click", () => {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+    followEl.hidden = true;
+  });
+  window.addEventListener("scroll", () => {
+    if (followed()) followEl.hidden = true;
+  });
+  window.addEventListener("resize", () => {
+    measure();
+    setPacing();
+  });
+
   // -- start ----------------------------------------------------------------------------------------
-  applyOptions();
   for (const name of opts.tracks) track(name);
+  applyOptions();
+  setPacing();
+  setInterval(tick, TICK_MS);
   window.wspDisplay = {
     state: () => state,
+    options: () => ({ ...opts, lines: visibleLines() }),
     tracks: () => Object.fromEntries([...tracks.values()].map((t) => [t.name, {
       lastSeq: t.lastSeq, ended: t.ended, finals: t.finals.slice(), partial: t.partial,
+      maxChars: t.composer.options.max,
     }])),
+    shown: () => shown.slice(),
+    blocks: () => blocks.map((b) => ({
+      first: b.first.innerText.replace(/\n/g, ""), start: b.start, end: b.end,
+      seconds: Object.fromEntries([...b.seconds].map(([name, el]) => [name, el.innerText.replace(/\s+/g, " ").trim()])),
+    })),
   };
   if (!match || !sessionId) {
     setState("error", "bad link");

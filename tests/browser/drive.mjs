@@ -176,12 +176,12 @@ async function live() {
       await shot(stage, "display-stage"),
       await shot(phone, "display-phone-light"),
     );
-    // the same session as an OBS source: chroma key, two lines, no indicator
+    // the same session as an OBS source: transparent, two lines, no indicator
     const obs = await context.newPage();
     await obs.setViewportSize({ width: 1280, height: 720 });
-    await obs.goto(links.find((l) => l.includes("theme=chroma")));
+    await obs.goto(links.find((l) => l.includes("theme=transparent")));
     await waitFor(obs, () => window.wspDisplay.state() === "ended", null, 15000, "the OBS display replaying");
-    result.screenshots.push(await shot(obs, "display-obs-chroma"));
+    result.screenshots.push(await shot(obs, "display-obs-transparent"));
     result.obs = await displayReport(obs);
     result.pageErrors = errors;
   } finally {
@@ -219,6 +219,7 @@ async function refusals() {
     // a session the page can use: the microphone works here, so Start streams (checked by the live test)
     await page.goto(`${config.ingest}/?session=${config.sid}&token=${config.audioToken}&read=${config.readToken}`);
     await waitFor(page, () => !document.getElementById("start").disabled, null, 10000, "Start enabled");
+    await waitFor(page, () => document.querySelectorAll("#link-list input").length > 0, null, 10000, "display links");
     out.micLinks = await page.$$eval("#link-list input", (inputs) => inputs.map((i) => i.value));
     out.micDownloads = await page.$$eval("#download-list a", (links) => links.map((a) => a.href));
   } finally {
@@ -262,6 +263,8 @@ async function refusals() {
     const micPage = await again.newPage({ viewport: { width: 1280, height: 900 } });
     await micPage.goto(`${config.ingest}/?session=${config.sid}&token=${config.audioToken}&read=${config.readToken}`);
     await waitFor(micPage, () => !document.getElementById("start").disabled, null, 10000, "Start enabled");
+    const createPage = await again.newPage(); // a page without a session: its form is open
+    await createPage.goto(`${config.ingest}/`);
     await ask("kill-publisher");
     await ask("kill-ingest");
     await waitFor(display, () => /unreachable/.test(document.querySelector("#indicator .label").innerText), null,
@@ -276,9 +279,9 @@ async function refusals() {
       status: document.getElementById("mic-status").innerText,
     }));
     out.screenshots.push(await shot(micPage, "mic-server-down"));
-    await micPage.click("#create");
-    await waitFor(micPage, () => !document.getElementById("session-error").hidden, null, 10000, "a create error");
-    out.micCreateServerDown = await micPage.$eval("#session-error", (el) => el.innerText);
+    await createPage.click("#create");
+    await waitFor(createPage, () => !document.getElementById("session-error").hidden, null, 10000, "a create error");
+    out.micCreateServerDown = await createPage.$eval("#session-error", (el) => el.innerText);
   } finally {
     await again.close();
   }
