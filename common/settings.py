@@ -222,10 +222,12 @@ class Settings(BaseSettings):
         default=None, description="That session's audio token (`wsp send` without --token)."
     )
 
-    @field_validator("source", "ingest_url", "session", "audio_token", mode="before")
+    @field_validator("source", "ingest_url", "session", "audio_token", "publisher_host", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("model")
     @classmethod
@@ -244,11 +246,6 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
             raise ValueError(f"must look like http://HOST:PORT or https://HOST/PATH, got {value!r}")
         return value
-
-    @field_validator("publisher_host")
-    @classmethod
-    def _blank_is_unset(cls, value: str | None) -> str | None:
-        return value.strip() if value and value.strip() else None
 
     def publisher_listen_host(self) -> str:
         """Where the publisher listens: ``WSP_PUBLISHER_HOST``, else ``WSP_HOST``."""
