@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import OutOfMemoryError, RedisError
 from starlette.websockets import WebSocketState
 
@@ -168,6 +168,15 @@ async def _refuse(websocket: WebSocket, refusal: Refusal) -> None:
         log.debug("could not deliver refusal %s: %s", refusal.code, exc)
 
 
+async def _reply(websocket: WebSocket, message: BaseModel) -> None:
+    """Send one server message; a connection the WebSocket layer has already closed (the client went, or
+    sent a frame over its size limit while the service was busy) is a disconnect, not a crash."""
+    try:
+        await websocket.send_text(message.model_dump_json())
+    except RuntimeError as exc:  # starlette and uvicorn say "after sending 'websocket.close'"
+        raise WebSocketDisconnect(1006) from exc
+
+
 async def _receive(websocket: WebSocket, timeout: float | None = None) -> Mapping[str, Any]:
     message: Mapping[str, Any] = await asyncio.wait_for(websocket.receive(), timeout)
     if message["type"] == "websocket.disconnect":
@@ -287,7 +296,7 @@ async def _serve(
         raise Refusal(CLOSE_CONFLICT, "session_ended", str(exc)) from exc
     log.info("audio %s: streaming from sample %d (pace %s)", sid, samples, pace, extra={"session": sid})
     asked = "pace" in start.model_fields_set
-    await websocket.send_text(AudioReady(samples=samples, pace=pace if asked else None).model_dump_json())
+    await _reply(websocket, AudioReady(samples=samples, pace=pace if asked else None))
 
     acked = samples
     smallest_frame = 0
@@ -298,7 +307,7 @@ async def _serve(
             if pcm is None:
                 _check_control(message.get("text") or "")
                 total = await store.end(sid, writer)
-                await websocket.send_text(AudioEnded(samples=total).model_dump_json())
+                await _reply(websocket, AudioEnded(samples=total))
                 await websocket.close(1000)
                 return
             _check_frame(pcm, limits)
@@ -324,4 +333,4 @@ async def _serve(
             raise _too_fast(exc, samples, limits) from exc
         if samples - acked >= ACK_EVERY_SAMPLES:
             acked = samples
-            await websocket.send_text(AudioAck(samples=samples).model_dump_json())
+            await _reply(websocket, AudioAck(samples=samples))
