@@ -118,14 +118,14 @@ WHISPER_LANGUAGES = frozenset(
 # Languages written without spaces between words: committed pieces are joined with "".
 UNSPACED_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "my", "km", "bo"})
 
-SPACED_SPEECH_DEFAULTS = {"trim_s": 14.0, "segment_trim_s": 18.0, "max_buffer_s": 24.0, "edge_s": 1.2}
+SPACED_SPEECH_DEFAULTS = {"trim_s": 14.0, "segment_trim_s": 18.0, "max_buffer_s": 24.0, "edge_s": 0.7}
 """Buffer bounds and commit edge for speech in a spaced language (English, ...), where they are not given.
 
 Longer buffers give the model more context, and an English word is often only decided by the words after
-it ("and graved" became "engraved" once "in relief" was heard). On a 2-core CPU the buffers brought the
-streaming WER from 1.22 x to 1.00-1.14 x the whole-file WER, and holding words until 1.2 s of audio follows
-them to 0.97-1.06 x (1.10 x on average without it), at a median delay near 2.5 s. Japanese, whose steps
-cost more, keeps the field defaults (6 / 10 / 16 s, 0.4 s): even 10 / 14 / 20 s pushed its p90 delay to 4.9 s.
+it ("and graved" became "engraved" once "in relief" was heard): both hypotheses must have heard 0.7 s after
+a word (so the later one, a step later, 1.2 s or more). Japanese, whose steps cost more per second of
+audio, has the field defaults (10 / 14 / 20 s, 0.4 s). Both are upper bounds: where steps are slow the
+processor shrinks them (``step_budget_s``).
 """
 
 
@@ -139,24 +139,24 @@ class StreamingOptions(BaseModel):
     task: Literal["transcribe", "translate"] = Field("transcribe", description="translate = into English.")
     min_chunk_s: float = Field(0.5, gt=0, le=10, description="New audio needed before the next step.")
     trim_s: float = Field(
-        6.0,
+        10.0,
         gt=0,
         description="Buffer length above which it is cut at the last committed sentence end "
-        "(14 s for speech in spaced languages: SPACED_SPEECH_DEFAULTS).",
+        "(14 s for speech in spaced languages: SPACED_SPEECH_DEFAULTS; shrunk where steps are slow).",
     )
     segment_trim_s: float = Field(
-        10.0, gt=0, description="Buffer length above which a committed segment end is a cut point too."
+        14.0, gt=0, description="Buffer length above which a committed segment end is a cut point too."
     )
     max_buffer_s: float = Field(
-        16.0, gt=0, le=30, description="Hard bound: the buffer never grows past this (Whisper sees 30 s)."
+        20.0, gt=0, le=30, description="Hard bound: the buffer never grows past this (Whisper sees 30 s)."
     )
     edge_s: float = Field(
         0.4,
         ge=0,
         le=3,
-        description="Words ending this close to the end of the audio heard so far wait for the next step: "
-        "the audio may have cut them short, and both hypotheses would agree on the fragment "
-        "(1.2 s for speech in spaced languages: SPACED_SPEECH_DEFAULTS).",
+        description="Two hypotheses agree on a word only when both heard this much audio after it: the "
+        "earlier one ended a step before the later, its last words may be cut short, and a word's reading "
+        "depends on what follows it (0.7 s for speech in spaced languages: SPACED_SPEECH_DEFAULTS).",
     )
     last_word_edge_s: float = Field(
         1.0,
@@ -164,6 +164,13 @@ class StreamingOptions(BaseModel):
         le=5,
         description="In spaced languages, a hypothesis's last word waits until this much audio follows it "
         "(unless punctuation ends it): it may be the first part of a longer word (letter|press).",
+    )
+    step_budget_s: float = Field(
+        1.5,
+        gt=0,
+        description="The buffer bounds shrink so that a step over a full buffer takes about this long where "
+        "steps are slow (nothing is committed until a step returns); where they are cheap the full "
+        "bounds give the model more context.",
     )
     prompt_chars: int = Field(200, ge=0, le=800, description="Committed text fed back as the prompt.")
     glossary: tuple[str, ...] = Field((), description="Names and terms put in every prompt.")
@@ -188,6 +195,13 @@ class StreamingOptions(BaseModel):
         le=1,
         description="A segment that loops and is this likely to be non-speech is dropped whole, "
         "the words before its loop too (Whisper's loops on noise start with a made-up phrase).",
+    )
+    unsure_word_probability: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="A segment this unsure of its words (their mean probability) that is also probably "
+        "not speech (loop_no_speech_threshold) was made up from noise, music or a crowd.",
     )
     compression_ratio_threshold: float = Field(
         2.4, gt=1, description="Segments more repetitive than this (gzip ratio) are never committed."

@@ -36,6 +36,7 @@ class ProcessorState(BaseModel):
     buffer_start_sample: int = Field(ge=0)
     received_sample: int = Field(ge=0, description="Audio cursor: samples given to the processor so far.")
     last_step_sample: int = Field(ge=0)
+    previous_step_sample: int = Field(0, ge=0, description="Audio heard by the step before the last one.")
     context: str = Field("", description="Committed text before the buffer (the prompt's source).")
     in_buffer: list[WordModel] = Field(default_factory=list, description="Committed words inside the buffer.")
     pending: list[WordModel] = Field(default_factory=list, description="Last hypothesis, not yet agreed.")

@@ -159,3 +159,53 @@ def test_the_last_committed_name_heard_again_in_another_spelling_is_dropped() ->
     assert [w.text for w in again] == ["and", "Panartes"]
     after = hyp.insert([Word(1.2, 1.9, "Swayneheim"), Word(1.9, 2.1, "and")])  # after it: a new word
     assert [w.text for w in after] == ["Swayneheim", "and"]
+
+
+def test_the_end_of_the_prompt_said_again_at_the_start_of_a_buffer_is_dropped() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("一つ目は", "議題です。", start=1.0)))
+    hyp.agree(hyp.insert(words("一つ目は", "議題です。", "次", start=1.0)))
+    assert hyp.last_committed_end == 1.9
+    # After a pause the buffer starts at 5.0; the model first says the end of its prompt again (an echo).
+    echoed = [Word(5.0, 5.3, "議題です。"), Word(5.4, 5.8, "二つ目は"), Word(5.9, 6.3, "予算")]
+    assert [w.text for w in hyp.insert(echoed, buffer_start=5.0)] == ["二つ目は", "予算"]
+
+
+def test_a_phrase_said_again_well_after_the_start_of_its_buffer_is_kept() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("はい", start=1.0)))
+    hyp.agree(hyp.insert(words("はい", "そう", start=1.0)))
+    later = [Word(7.0, 7.3, "はい"), Word(7.4, 7.8, "次です")]
+    assert [w.text for w in hyp.insert(later, buffer_start=5.0)] == ["はい", "次です"]
+
+
+def unsure(*texts: str, start: float, probability: float) -> list[Word]:
+    return [Word(start + i * 0.5, start + i * 0.5 + 0.4, t, probability) for i, t in enumerate(texts)]
+
+
+def test_an_utterance_the_model_is_unsure_of_does_not_begin_by_agreement() -> None:
+    # A crowd or a song after a pause: two decodes agree on the same guess, and the model is unsure of it.
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("本日は", "。")))
+    guess = unsure("おなし", "など", start=5.0, probability=0.2)
+    hyp.agree(hyp.insert(guess))
+    assert hyp.agree(hyp.insert([*guess, *unsure("こは", start=6.0, probability=0.2)])) == []
+    assert hyp.commit_pending() == []  # nor at the end of the stream
+    # Real speech that the model hears clearly begins an utterance as usual.
+    clear = unsure("二つ目", "の", "議題", start=8.0, probability=0.9)
+    hyp.agree(hyp.insert(clear))
+    assert [w.text for w in hyp.agree(hyp.insert([*clear, *unsure("です", start=9.5, probability=0.9)]))] == [
+        "二つ目",
+        "の",
+        "議題",
+    ]
+
+
+def test_unsure_words_inside_an_utterance_are_decided_by_agreement_alone() -> None:
+    hyp = HypothesisBuffer(spaced=False)
+    hyp.agree(hyp.insert(words("皆さん", "今日は")))
+    hyp.agree(hyp.insert(words("皆さん", "今日は", "ミ")))
+    assert hyp.last_committed_end == 0.9
+    said = [*words("皆さん", "今日は"), *unsure("ミラ", "イ", start=1.0, probability=0.2)]
+    hyp.agree(hyp.insert(said))
+    assert [w.text for w in hyp.agree(hyp.insert([*said, *words("です", start=2.0)]))] == ["ミラ", "イ"]

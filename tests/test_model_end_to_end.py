@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.processor import OnlineProcessor, free_steps
 from asr_worker.core.words import Word
 from asr_worker.transcribers.silero import SileroDetector
 from asr_worker.transcribers.whisper import WhisperTranscriber
 from common.audio import SAMPLE_RATE, load_audio
 from common.options import StreamingOptions
 from common.settings import Settings
+from wsp.bench.nonspeech import signals as nonspeech_signals
 from wsp.bench.scoring import error_rate, lost_tail_s, normalise_for_scoring
 from wsp.bench.simulation import SimulationResult, simulate
 
@@ -30,8 +31,9 @@ JA_SEGMENTS = Path("/work/shared/eval/ja/ja_synth_concert_jf_alpha.segments.json
 JA_PREFIX_S = 25.0
 """About this much of the Japanese clip is streamed: the sentences that end by then (plus one more if it
 ends within a second and a half), cut in the pause after the last of them."""
-NONSPEECH_S = 20.0
-NOISE_NO_VAD_S = 8.0
+NONSPEECH_S = 8.0
+NONSPEECH_SEEDS = 2
+NONSPEECH_CHUNK_S = 1.0
 CHUNK_S = 0.5
 
 
@@ -55,7 +57,8 @@ def ja_prefix() -> tuple[np.ndarray, str | None]:
 
 
 def stream(transcriber: WhisperTranscriber, audio: np.ndarray, options: StreamingOptions) -> SimulationResult:
-    processor = OnlineProcessor(transcriber, options, detector=SileroDetector(options.vad_threshold))
+    detector = SileroDetector(options.vad_threshold)
+    processor = OnlineProcessor(transcriber, options, detector=detector, clock=free_steps)
     return simulate(processor, audio, chunk_s=CHUNK_S, comp_aware=False)
 
 
@@ -147,35 +150,22 @@ def test_japanese_speech_is_translated_into_english(
     assert_append_only_and_monotonic(result, audio.size / SAMPLE_RATE)
 
 
-def nonspeech(kind: str) -> np.ndarray:
-    n = int(NONSPEECH_S * SAMPLE_RATE)
-    if kind == "silence":
-        return np.zeros(n, dtype=np.float32)
-    if kind == "white-noise":
-        return (np.random.default_rng(7).standard_normal(n) * 0.1).astype(np.float32)
-    t = np.arange(n) / SAMPLE_RATE
-    scale = np.array([220.0, 277.2, 329.6, 440.0, 554.4, 659.3, 880.0])  # a slow arpeggio, 0.5 s a note
-    freq = scale[(t // 0.5).astype(int) % scale.size]
-    phase = 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE
-    return (0.3 * np.sin(phase)).astype(np.float32)
+NONSPEECH = [name for name, _ in nonspeech_signals(1.0, NONSPEECH_SEEDS)]
 
 
-@pytest.mark.parametrize("kind", ["silence", "white-noise", "tones"])
+@pytest.mark.parametrize("name", NONSPEECH)
 @pytest.mark.parametrize("language", ["ja", "en"])
+@pytest.mark.parametrize("vad", [True, False], ids=["vad", "no-vad"])
 def test_nothing_is_committed_without_speech(
-    transcriber: WhisperTranscriber, kind: str, language: str
+    transcriber: WhisperTranscriber, name: str, language: str, vad: bool
 ) -> None:
-    options = StreamingOptions(language=language)
-    result = stream(transcriber, nonspeech(kind), options)
+    # Several kinds and seeds: what Whisper makes up from one noise depends on the processor's
+    # floating-point path, so no single signal may decide the suite. Without the VAD every step decodes
+    # the signal and the guards alone stand.
+    audio = dict(nonspeech_signals(NONSPEECH_S, NONSPEECH_SEEDS))[name]
+    options = StreamingOptions(language=language, vad=vad)
+    detector = SileroDetector(options.vad_threshold) if vad else None
+    processor = OnlineProcessor(transcriber, options, detector, clock=free_steps)
+    result = simulate(processor, audio, NONSPEECH_CHUNK_S, False)
     assert result.text(options.joiner) == ""
     assert result.commits == []
-
-
-def test_noise_that_gets_past_the_vad_is_still_never_committed(transcriber: WhisperTranscriber) -> None:
-    # Without the VAD every step decodes the noise; base makes up loops such as 「上に、上に、…」 from it.
-    options = StreamingOptions(language="ja", vad=False)
-    noise = nonspeech("white-noise")[: int(NOISE_NO_VAD_S * SAMPLE_RATE)]
-    processor = OnlineProcessor(transcriber, options)
-    result = simulate(processor, noise, chunk_s=CHUNK_S, comp_aware=False)
-    assert result.steps > 10  # the model really ran
-    assert result.text("") == ""

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.processor import BUFFER_FLOOR_S, OnlineProcessor, free_steps
 from asr_worker.core.words import Word
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
@@ -65,9 +65,10 @@ def test_words_are_committed_within_a_few_steps_of_being_spoken(en: StreamingOpt
     engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
     _, result = run(engine, en, seconds=engine.timeline[-1].end + 1.0)
     delays = [c.emitted_s - w.end for c in result.commits for w in c.words]
-    # tail_s (0.3) + two agreeing steps (2 x 0.5 s min chunk), or the commit edge (English: 1.2 s of audio
-    # after the word) + the step after it; + one chunk of slack
-    assert max(delays) <= max(0.3 + 2 * en.min_chunk_s, en.edge_s + en.min_chunk_s) + 0.25 + 1e-6
+    # tail_s (0.3) + two agreeing steps (2 x 0.5 s min chunk), or the commit edge (both hypotheses heard
+    # edge_s of audio after the word: the earlier one a step before the later) + the step after it;
+    # + one chunk of slack
+    assert max(delays) <= max(0.3 + 2 * en.min_chunk_s, en.edge_s + 2 * en.min_chunk_s) + 0.25 + 1e-6
 
 
 def test_the_buffer_is_cut_at_sentence_ends_and_stays_bounded(en: StreamingOptions) -> None:
@@ -181,10 +182,76 @@ def test_resuming_from_serialised_state_equals_an_uninterrupted_run(cut_after_st
 
 def test_english_speech_keeps_longer_buffers_and_edge_than_japanese_unless_told_otherwise() -> None:
     en, ja = StreamingOptions(language="en"), StreamingOptions(language="ja")
-    assert (en.trim_s, en.segment_trim_s, en.max_buffer_s, en.edge_s) == (14.0, 18.0, 24.0, 1.2)
-    assert (ja.trim_s, ja.segment_trim_s, ja.max_buffer_s, ja.edge_s) == (6.0, 10.0, 16.0, 0.4)
+    assert (en.trim_s, en.segment_trim_s, en.max_buffer_s, en.edge_s) == (14.0, 18.0, 24.0, 0.7)
+    assert (ja.trim_s, ja.segment_trim_s, ja.max_buffer_s, ja.edge_s) == (10.0, 14.0, 20.0, 0.4)
     # Japanese speech translated into English is still Japanese audio: its step cost decides.
-    assert StreamingOptions(language="ja", task="translate").max_buffer_s == 16.0
+    assert StreamingOptions(language="ja", task="translate").max_buffer_s == 20.0
     assert StreamingOptions(language="en", trim_s=4).trim_s == 4.0
     again = StreamingOptions.model_validate_json(StreamingOptions(language="en", trim_s=4).model_dump_json())
     assert (again.trim_s, again.max_buffer_s) == (4.0, 24.0)
+
+
+class SlowClock:
+    """A clock that a step moves on by ``cost_per_s`` seconds for every second of window it decodes."""
+
+    def __init__(self, engine: ScriptedTranscriber, cost_per_s: float, pad_s: float) -> None:
+        self.now = 0.0
+        self._engine = engine
+        self._cost = cost_per_s
+        self._pad = pad_s
+        self._seen = 0
+
+    def __call__(self) -> float:
+        if len(self._engine.requests) > self._seen:  # a step has run since the last reading
+            request = self._engine.requests[-1]
+            self.now += self._cost * (request.audio.size / SAMPLE_RATE + self._pad)
+            self._seen = len(self._engine.requests)
+        return self.now
+
+
+def longest_buffer(cost_per_s: float | None) -> float:
+    """The longest buffer a step decodes over 80 s of speech without a sentence end."""
+    options = StreamingOptions(language="ja", vad=False)
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(" ".join(["ことば"] * 160)))
+    clock = free_steps if cost_per_s is None else SlowClock(engine, cost_per_s, options.window_pad_s or 0)
+    processor = OnlineProcessor(engine, options, clock=clock)
+    simulate(processor, silence(80), chunk_s=0.5, comp_aware=False)
+    return max(r.audio.size for r in engine.requests) / SAMPLE_RATE
+
+
+def test_buffers_shrink_where_steps_are_slow_and_keep_their_bounds_where_they_are_free() -> None:
+    options = StreamingOptions(language="ja")
+    assert longest_buffer(None) == pytest.approx(options.max_buffer_s, abs=0.6)
+    # A step costing 0.15 s per second of window may decode about 1.5 / 0.15 - 2 = 8 s of buffer.
+    slow = longest_buffer(0.15)
+    assert slow <= options.step_budget_s / 0.15 - (options.window_pad_s or 0) + 0.6
+    # However slow, the buffer keeps enough audio for the model to hear whole phrases.
+    assert longest_buffer(5.0) >= BUFFER_FLOOR_S - 0.6
+
+
+def test_a_made_up_tail_after_the_last_speech_is_never_committed() -> None:
+    class SpeechUntil:
+        """A detector that hears speech from the start of the stream until ``end_s`` only."""
+
+        def __init__(self, processor_start: list[float], end_s: float) -> None:
+            self.start = processor_start
+            self.end_s = end_s
+
+        def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
+            end = min(audio.size / SAMPLE_RATE, self.end_s - self.start[0])
+            return [(0.0, end)] if end > 0 else []
+
+    timeline = ScriptedTranscriber.from_text("今日は いい 天気 だ 。")
+    spoken_until = timeline[-1].end + 0.1
+    # Said at a natural pace (the pace guard would not notice), but after the speech has ended.
+    invented = [
+        Word(spoken_until + 0.3, spoken_until + 0.7, "スタッフ"),
+        Word(spoken_until + 0.7, spoken_until + 0.9, "ルー"),
+    ]
+    engine = ScriptedTranscriber([*timeline, *invented], tail_s=0.0)
+    start = [0.0]
+    processor = OnlineProcessor(
+        engine, StreamingOptions(language="ja"), detector=SpeechUntil(start, spoken_until)
+    )
+    result = simulate(processor, silence(spoken_until + 1.0), chunk_s=0.5, comp_aware=False)
+    assert result.text("") == "今日はいい天気だ。"

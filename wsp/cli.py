@@ -29,10 +29,15 @@ def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, nargs="?", help="audio file (any format soundfile reads)")
     parser.add_argument("--language", default="ja", help="spoken language, a Whisper code (default ja)")
     parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    parser.add_argument("--model", help=MODEL_HELP)
-    parser.add_argument("--chunk-ms", type=int, default=500, help="audio arrives in chunks of this size")
     parser.add_argument("--start", type=float, default=0.0, help="start this many seconds into the file")
     parser.add_argument("--end", type=float, default=None, help="stop at this second of the file")
+    _add_decoding_args(parser)
+
+
+def _add_decoding_args(parser: argparse.ArgumentParser) -> None:
+    """How the streaming core runs in the simulators and benchmarks."""
+    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--chunk-ms", type=int, default=500, help="audio arrives in chunks of this size")
     parser.add_argument("--glossary", action="append", help="a name or term to bias recognition (repeatable)")
     parser.add_argument("--beam-size", type=int, help="beam width of each step (default 1: greedy)")
     parser.add_argument(
@@ -164,8 +169,24 @@ def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
     stream.add_argument("--json", action="store_true", help="print one JSON object")
     stream.set_defaults(func=bench.cmd_bench_stream)
 
-    noise = kinds.add_parser("nonspeech", help="what is committed on silence, white noise and tones")
+    suite = kinds.add_parser(
+        "suite", help="every clip with a reference in some folders: accuracy, sentence latency, stalls"
+    )
+    suite.add_argument(
+        "folders", type=Path, nargs="*", help="folders of NAME.wav + NAME.txt (default ../shared/eval/ja)"
+    )
+    _add_decoding_args(suite)
+    suite.add_argument("--language", default="ja", help="language of clips whose name does not say it")
+    suite.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    suite.add_argument("--no-cache", action="store_true", help="decode every whole-file pass again")
+    suite.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    suite.set_defaults(func=bench.cmd_bench_suite)
+
+    noise = kinds.add_parser(
+        "nonspeech", help="what is committed on silence, hiss, room noise, a crowd, hum and music"
+    )
     noise.add_argument("--seconds", type=float, default=60.0, help="length of each signal (default 60)")
+    noise.add_argument("--seeds", type=int, default=1, help="signals of each random kind (default 1)")
     noise.add_argument("--language", default="ja")
     noise.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     noise.add_argument("--model", help=MODEL_HELP)

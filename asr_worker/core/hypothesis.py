@@ -16,7 +16,8 @@ from difflib import SequenceMatcher
 from asr_worker.core.words import Word
 
 OVERLAP_WINDOW_S = 1.0
-"""A new hypothesis whose first word starts this close to the last commit may repeat committed words."""
+"""A new hypothesis whose first word starts this close to the last commit, or to the start of its buffer,
+may repeat committed words."""
 OVERLAP_MAX_WORDS = 5
 """Longest run of committed words looked for again at the start of a new hypothesis."""
 RECENT_WORDS = 16
@@ -27,6 +28,15 @@ MIDPOINT_SLACK_S = 0.1
 The middle, not the start: Whisper often stretches a word over the pause after it, and the next word
 then starts before the stretched word's end although it was never committed.
 """
+
+ONSET_S = 1.0
+"""Words starting this long after the last commit (or before any) begin an utterance."""
+ONSET_MIN_PROBABILITY = 0.5
+"""The words that begin an utterance are committed only when the model is this sure of them on average.
+
+At an onset the model has no context and the VAD lets through anything voice-like (a crowd, a song):
+two decodes of the same sound agree on the same guess as easily as on real words, and the model's own
+uncertainty is what tells them apart. Once an utterance is under way, agreement alone decides."""
 
 _NOT_TEXT = re.compile(r"[\W_]+", re.UNICODE)
 _WORD_ENDED = re.compile(r"[.,!?;:\"')\]]$")
@@ -76,7 +86,7 @@ def _after_text(words: list[Word], restated: Sequence[Word]) -> list[Word] | Non
         elif left.startswith(key):
             left = left[len(key) :]
         elif key.startswith(left):
-            out.append(Word(w.start, w.end, _drop_chars(w.text, len(left))))
+            out.append(Word(w.start, w.end, _drop_chars(w.text, len(left)), w.probability))
             left = ""
         else:
             return None
@@ -104,7 +114,9 @@ class HypothesisBuffer:
     pending: list[Word] = field(default_factory=list)
     recent: list[Word] = field(default_factory=list)
 
-    def insert(self, words: list[Word], restated: Sequence[Word] = ()) -> list[Word]:
+    def insert(
+        self, words: list[Word], restated: Sequence[Word] = (), buffer_start: float | None = None
+    ) -> list[Word]:
         """Take a new hypothesis (absolute times); return it without what is already committed.
 
         ``restated`` is the committed text the hypothesis's audio holds. A hypothesis that begins with
@@ -113,6 +125,11 @@ class HypothesisBuffer:
         inside a piece: the pieces of one word (プロ|グラム, プログ|ラム) differ from step to step, and
         cutting by time would let the next two hypotheses begin differently and never agree. Otherwise
         words are judged by their times.
+
+        Committed words heard again are dropped from the start of the hypothesis: right after the last
+        commit (the buffer was cut there and its audio holds the last word again), and right after
+        ``buffer_start`` (the model read the committed text as its prompt, just before this audio, and
+        may say its end again: a prompt echo, most likely after a pause or in noise).
         """
         if restated:
             after = _after_words(words, restated) if self.spaced else _after_text(words, restated)
@@ -120,7 +137,9 @@ class HypothesisBuffer:
                 return after
         floor = self.last_committed_end - MIDPOINT_SLACK_S
         new = [w for w in words if w.middle > floor and _key(w.text)]
-        if new and self.recent and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S:
+        near_commit = bool(new) and abs(new[0].start - self.last_committed_end) < OVERLAP_WINDOW_S
+        near_start = bool(new) and buffer_start is not None and new[0].start - buffer_start < OVERLAP_WINDOW_S
+        if new and self.recent and (near_commit or near_start):
             tail = "".join(_loose(w.text) for w in self.recent)
             drop = 0
             for n in range(1, min(OVERLAP_MAX_WORDS, len(new)) + 1):
@@ -164,6 +183,8 @@ class HypothesisBuffer:
             if self.spaced and i == len(new) - 1 and w.end > last_until and not _WORD_ENDED.search(w.text):
                 break
             committed.append(w)
+        if not self._sure_onset(committed):
+            committed = []
         self.pending = new[len(committed) :]
         self._remember(committed)
         return committed
@@ -180,14 +201,23 @@ class HypothesisBuffer:
     def commit_pending(self, until: float = float("inf")) -> list[Word]:
         """Commit pending words ending by ``until`` without waiting for agreement.
 
-        Used at the end of the stream (everything) and when the buffer hits its hard bound.
+        Used at the end of the stream (everything) and when the buffer hits its hard bound. Words that
+        would begin an utterance the model is unsure of are dropped instead (see ``ONSET_MIN_PROBABILITY``).
         """
         count = 0
         while count < len(self.pending) and self.pending[count].end <= until:
             count += 1
         committed, self.pending = self.pending[:count], self.pending[count:]
+        if not self._sure_onset(committed):
+            return []
         self._remember(committed)
         return committed
+
+    def _sure_onset(self, words: list[Word]) -> bool:
+        """False for words that begin an utterance and that the model is unsure of."""
+        if not words or (self.recent and words[0].start - self.last_committed_end <= ONSET_S):
+            return True
+        return sum(w.probability for w in words) / len(words) >= ONSET_MIN_PROBABILITY
 
     def _remember(self, committed: list[Word]) -> None:
         if committed:

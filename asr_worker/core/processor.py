@@ -8,6 +8,8 @@ of the last committed sentence so that the buffer, the prompt and the cost of a 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,11 @@ from common.schemas import ProcessorState, WordModel
 
 log = logging.getLogger(__name__)
 
+COST_SMOOTHING = 0.3
+"""Weight of the newest step in the running estimate of what a second of window costs to decode."""
+BUFFER_FLOOR_S = 6.0
+"""However slow the steps, the buffer may grow to this much before its hard cut: less context than this
+and the model mishears more than a slow step costs."""
 QUIET_STEPS_TO_FLUSH = 3
 """Steps with no new speech after which the unagreed tail of an utterance is committed as it stands."""
 SILENCE_KEEP_S = 1.0
@@ -50,6 +57,12 @@ class SkipResult:
     """Where recognition resumes."""
 
 
+def free_steps() -> float:
+    """A clock that stands still: every step is free, so the buffers keep their full bounds (runs where
+    the clock is the audio, not the computation)."""
+    return 0.0
+
+
 def _to_model(words: list[Word]) -> list[WordModel]:
     return [WordModel(start=w.start, end=w.end, text=w.text) for w in words]
 
@@ -67,8 +80,14 @@ class OnlineProcessor:
         options: StreamingOptions,
         detector: SpeechDetector | None = None,
         state: ProcessorState | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``clock`` times the steps (the buffer bounds adapt to what a step costs); a clock that stands
+        still makes every step free, so the buffers keep their full bounds (computation-unaware runs)."""
         self.options = options
+        self._clock = clock
+        self._cost_per_s: float | None = None
+        """Seconds a step takes per second of the window it decodes (a running estimate)."""
         self._transcriber = transcriber
         self._detector = detector if options.vad else None
         state = state or ProcessorState(buffer_start_sample=0, received_sample=0, last_step_sample=0)
@@ -85,6 +104,8 @@ class OnlineProcessor:
         )
         self._segment_ends = list(state.segment_ends)
         self._quiet_steps = state.quiet_steps
+        self._previous_step_sample = state.previous_step_sample
+        self._speech_until: float | None = None
 
     # -- audio in -------------------------------------------------------------------------------
     def insert_audio(self, samples: np.ndarray) -> None:
@@ -114,6 +135,7 @@ class OnlineProcessor:
         """Run one step over the whole buffer."""
         audio = self._audio.view()
         new_from = max(0, self._last_step_sample - self._audio.start_sample)
+        self._previous_step_sample = self._last_step_sample
         self._last_step_sample = self._audio.end_sample
         if audio.size == 0:
             return StepResult(partial=list(self._hypothesis.pending))
@@ -123,6 +145,7 @@ class OnlineProcessor:
             if not regions:
                 return self._drop_silence()
             new_speech = regions[-1][1] * SAMPLE_RATE > new_from
+            self._speech_until = self.buffer_start_s + regions[-1][1]
             self._quiet_steps = 0 if new_speech else self._quiet_steps + 1
             if self._quiet_steps and not self._hypothesis.pending:
                 return self._end_utterance()  # everything heard is committed and nothing new came
@@ -144,7 +167,7 @@ class OnlineProcessor:
             committed += result.committed
             ran = result.ran_model
             if ran:  # the end of the talk, if the last decode stopped short of it
-                self._hypothesis.keep_unheard(heard)
+                self._hypothesis.keep_unheard([w for w in heard if self._spoken(w)])
         committed += self._emit(self._hypothesis.commit_pending())
         return StepResult(committed=committed, partial=[], ran_model=ran)
 
@@ -189,6 +212,7 @@ class OnlineProcessor:
             last_committed_end=self._hypothesis.last_committed_end,
             segment_ends=list(self._segment_ends),
             quiet_steps=self._quiet_steps,
+            previous_step_sample=self._previous_step_sample,
         )
 
     def prompt(self) -> str:
@@ -204,20 +228,30 @@ class OnlineProcessor:
     def _transcribe_and_agree(self, audio: np.ndarray) -> list[Word]:
         offset = self.buffer_start_s
         request = TranscribeRequest(audio=audio, offset_s=offset, prompt=self.prompt(), options=self.options)
+        began = self._clock()
         heard = self._transcriber.transcribe(request)
+        self._learn_cost(self._clock() - began, audio.size / SAMPLE_RATE + (self.options.window_pad_s or 0.0))
         before = [
             w for w in self._hypothesis.recent if w.end <= offset + 1e-6
         ]  # the buffer restates the rest
         segments = guards.clean(heard, self.options, history=before)
-        words = [w.shifted(offset) for s in segments for w in s.words]
+        words = [w for w in (w.shifted(offset) for s in segments for w in s.words) if self._spoken(w)]
         self._segment_ends = [s.words[-1].end + offset for s in segments if s.words]
-        new = self._hypothesis.insert(words, restated=self._in_buffer)
-        edge = self.received_s - self.options.edge_s  # the audio may have cut the last word short
+        new = self._hypothesis.insert(words, restated=self._in_buffer, buffer_start=offset)
+        # Both hypotheses must have heard edge_s of audio after a word for their agreement on it to count:
+        # the previous one heard less (a word's reading depends on what follows it, and the audio may
+        # have cut the last words short).
+        edge = min(self._previous_step_sample, self._audio.end_sample) / SAMPLE_RATE - self.options.edge_s
         last_edge = self.received_s - self.options.last_word_edge_s
         committed = self._emit(self._hypothesis.agree(new, until=edge, last_until=last_edge))
         if committed:
             log.debug("commit %s", join_words(committed[:MAX_WORDS_LOG], self.options.joiner))
         return committed
+
+    def _spoken(self, word: Word) -> bool:
+        """False for a word that starts after the last speech the VAD found (its regions are padded):
+        there was nothing to hear, Whisper made it up."""
+        return self._speech_until is None or word.start < self._speech_until
 
     def _emit(self, words: list[Word]) -> list[Word]:
         """Make committed words monotonic in time and remember them inside the buffer."""
@@ -231,19 +265,40 @@ class OnlineProcessor:
         self._in_buffer += out
         return out
 
+    def _learn_cost(self, took_s: float, window_s: float) -> None:
+        rate = took_s / max(window_s, self.options.min_chunk_s)
+        previous = self._cost_per_s
+        self._cost_per_s = rate if previous is None else previous + COST_SMOOTHING * (rate - previous)
+
+    def bounds(self) -> tuple[float, float, float]:
+        """(trim, segment trim, hard bound) in seconds: the options' bounds, shrunk when steps are slow.
+
+        A step over a longer buffer costs more, and until a step returns nothing is committed: the bounds
+        are scaled down so that a step over a full buffer takes about ``step_budget_s`` (never below
+        ``BUFFER_FLOOR_S`` for the hard bound). Where steps are cheap (a GPU, or computation-unaware runs)
+        the buffers keep their full bounds, and the context that comes with them.
+        """
+        trim, segment, hard = self.options.trim_s, self.options.segment_trim_s, self.options.max_buffer_s
+        if not self._cost_per_s:
+            return trim, segment, hard
+        affordable = self.options.step_budget_s / self._cost_per_s - (self.options.window_pad_s or 0.0)
+        scale = min(1.0, max(affordable, min(BUFFER_FLOOR_S, hard)) / hard)
+        return trim * scale, segment * scale, hard * scale
+
     def _trim(self) -> list[Word]:
         """Cut the buffer once it is long: at a sentence end, else a segment end, else by force."""
         length = self.buffer_s
-        if length <= self.options.trim_s:
+        trim_s, segment_trim_s, max_buffer_s = self.bounds()
+        if length <= trim_s:
             return []
         start = self.buffer_start_s
         cut = next((w.end for w in reversed(self._in_buffer) if w.ends_sentence and w.end > start), None)
         forced: list[Word] = []
-        if cut is None and length > self.options.segment_trim_s:
+        if cut is None and length > segment_trim_s:
             done = self._hypothesis.last_committed_end + 1e-6
             cut = max((e for e in self._segment_ends if start < e <= done), default=None)
-        if cut is None and length > self.options.max_buffer_s - self.options.min_chunk_s:
-            limit = self.received_s - self.options.max_buffer_s / 2
+        if cut is None and length > max_buffer_s - self.options.min_chunk_s:
+            limit = self.received_s - max_buffer_s / 2
             forced = self._emit(self._hypothesis.commit_pending(until=limit))
             cut = max(limit, self._hypothesis.last_committed_end)
             log.info("buffer at %.1f s: hard cut at %.2f s", length, cut)

@@ -22,6 +22,8 @@ class Segment:
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
     compression_ratio: float = 1.0
+    word_probability: float = 1.0
+    """The mean of the model's probabilities for its words: how sure it is of what it heard."""
 
     @property
     def text(self) -> str:

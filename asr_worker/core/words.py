@@ -18,13 +18,15 @@ class Word:
     start: float
     end: float
     text: str
+    probability: float = 1.0
+    """How sure the model was of this word (1.0 where nothing says otherwise)."""
 
     @property
     def middle(self) -> float:
         return (self.start + self.end) / 2
 
     def shifted(self, offset: float) -> Word:
-        return Word(self.start + offset, self.end + offset, self.text)
+        return Word(self.start + offset, self.end + offset, self.text, self.probability)
 
     @property
     def ends_sentence(self) -> bool:

@@ -128,7 +128,8 @@ def decode_kwargs(
 
 
 def to_segment(segment: Any) -> Segment:
-    words = tuple(Word(float(w.start), float(w.end), w.word.strip()) for w in (segment.words or []))
+    raw = segment.words or []
+    words = tuple(Word(float(w.start), float(w.end), w.word.strip(), float(w.probability)) for w in raw)
     return Segment(
         start=float(segment.start),
         end=float(segment.end),
@@ -136,4 +137,5 @@ def to_segment(segment: Any) -> Segment:
         no_speech_prob=float(segment.no_speech_prob),
         avg_logprob=float(segment.avg_logprob),
         compression_ratio=float(segment.compression_ratio),
+        word_probability=sum(float(w.probability) for w in raw) / len(raw) if raw else 1.0,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
@@ -78,16 +79,56 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_SUITE = Path("../shared/eval/ja")
+"""The Japanese evaluation set, where a checkout has it beside it."""
+
+
+def cmd_bench_suite(args: argparse.Namespace) -> int:
+    from asr_worker.transcribers.whisper import WhisperTranscriber
+    from wsp.bench.suite import OfflineCache, aggregate, find_clips, run_clip, table
+
+    folders = args.folders or ([DEFAULT_SUITE] if DEFAULT_SUITE.is_dir() else [])
+    if not folders:
+        raise ConfigError(f"give the folders of the clips (the default {DEFAULT_SUITE} is not here)")
+    if args.chunk_ms <= 0:
+        raise ConfigError("--chunk-ms must be positive")
+    clips = find_clips(folders, args.language)
+    settings = settings_from(args)
+    transcriber = WhisperTranscriber.load(settings)
+    device = settings.resolved_device()
+    model_key = f"{settings.model}/{device}/{settings.resolved_compute_type(device)}"
+    cache = OfflineCache(None if args.no_cache else settings.cache_dir / "bench" / "offline", model_key)
+    rows = []
+    for clip in clips:
+        args.language = clip.language
+        options = streaming_options(args)
+        print(f"{clip.name} ({clip.language}) ...", file=sys.stderr, flush=True)
+        rows.append(run_clip(transcriber, clip, options, args.chunk_ms / 1000, not args.comp_unaware, cache))
+    total = aggregate(rows)
+    if args.json:
+        slim = [
+            {k: v for k, v in row.items() if k not in ("commits", "options", "offline_text")} for row in rows
+        ]
+        print(
+            json.dumps({"clips": slim, "aggregate": total, "options": rows[0]["options"]}, ensure_ascii=False)
+        )
+    else:
+        print(table(rows, total))
+    return 0
+
+
 def cmd_bench_nonspeech(args: argparse.Namespace) -> int:
     from asr_worker.transcribers.whisper import WhisperTranscriber
     from wsp.bench.stream import nonspeech_report
 
-    if args.seconds <= 0 or args.chunk_ms <= 0:
-        raise ConfigError("--seconds and --chunk-ms must be positive")
+    if args.seconds <= 0 or args.chunk_ms <= 0 or args.seeds < 1:
+        raise ConfigError("--seconds, --chunk-ms and --seeds must be positive")
     args.glossary = None
     options = streaming_options(args)
     transcriber = WhisperTranscriber.load(settings_from(args))
-    figures = nonspeech_report(transcriber, options, args.seconds, args.chunk_ms / 1000, args.comp_aware)
+    figures = nonspeech_report(
+        transcriber, options, args.seconds, args.chunk_ms / 1000, args.comp_aware, args.seeds
+    )
     print(json.dumps(figures, ensure_ascii=False))
     return 0
 

@@ -8,9 +8,12 @@ by words (WER).
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import jiwer
 import numpy as np
@@ -85,3 +88,120 @@ def lost_tail_s(speech: Sequence[tuple[float, float]], commits: Sequence[TimedCo
             break
         lost += end - start
     return round(lost, 3)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of the reference with its true place in the audio (``.segments.json``)."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class SentenceTiming:
+    """When the commit that completes a reference sentence was emitted, and its delay after the sentence."""
+
+    sentence: Sentence
+    emitted_s: float | None
+    """None when no character of the sentence was committed."""
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.emitted_s is None else self.emitted_s - self.sentence.end
+
+
+def _committed_chars(commits: Sequence[TimedCommit], language: str) -> tuple[str, list[float]]:
+    """The committed text, normalised for scoring, and the emission time of each of its characters."""
+    chars: list[str] = []
+    times: list[float] = []
+    for commit in commits:
+        for word in commit.words:
+            key = normalise_for_scoring(word.text, language).replace(" ", "")
+            chars.extend(key)
+            times.extend([commit.emitted_s] * len(key))
+    return "".join(chars), times
+
+
+def _alignment(reference: str, hypothesis: str) -> dict[int, int]:
+    """Reference character index -> hypothesis character index, for the characters both share in order."""
+    matcher = SequenceMatcher(None, reference, hypothesis, autojunk=False)
+    pairs: dict[int, int] = {}
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            pairs[block.a + k] = block.b + k
+    return pairs
+
+
+def sentence_timings(
+    sentences: Sequence[Sentence], commits: Sequence[TimedCommit], language: str
+) -> list[SentenceTiming]:
+    """For every reference sentence, the emission of the commit holding its last character that was heard.
+
+    Reference and committed text are aligned character by character (after :func:`normalise_for_scoring`);
+    a sentence is complete when the last of its characters that found a counterpart has been committed.
+    """
+    keys = [normalise_for_scoring(s.text, language).replace(" ", "") for s in sentences]
+    hypothesis, times = _committed_chars(commits, language)
+    pairs = _alignment("".join(keys), hypothesis)
+    out: list[SentenceTiming] = []
+    offset = 0
+    for sentence, key in zip(sentences, keys, strict=True):
+        matched = [pairs[i] for i in range(offset, offset + len(key)) if i in pairs]
+        out.append(SentenceTiming(sentence, times[max(matched)] if matched else None))
+        offset += len(key)
+    return out
+
+
+def invented_tail_chars(reference: str, hypothesis: str, language: str) -> int:
+    """Characters the hypothesis goes on with after the end of the reference: text made up after the talk.
+
+    Trailing characters without a counterpart in the reference count, less as many as the reference has
+    unmatched at its own end (those are mishearings of the last words, not inventions).
+    """
+    ref = normalise_for_scoring(reference, language).replace(" ", "")
+    hyp = normalise_for_scoring(hypothesis, language).replace(" ", "")
+    pairs = _alignment(ref, hyp)
+    if not pairs:
+        return len(hyp)
+    last_ref = max(pairs)
+    return max(0, len(hyp) - 1 - pairs[last_ref] - (len(ref) - 1 - last_ref))
+
+
+def longest_stall_s(commits: Sequence[TimedCommit], speech: Sequence[tuple[float, float]]) -> float:
+    """The longest time nothing was committed although speech that was not yet committed had been heard.
+
+    After each commit, the next uncommitted speech begins at the first speech moment after the commit's
+    last word; from then (or from the commit, if later) until the next commit is a stall. The clock of the
+    emissions is the audio's (audio arrives in real time), so both are compared directly.
+    """
+    regions = sorted(speech)
+    if not regions or not commits:
+        return 0.0
+
+    def next_speech(after: float) -> float | None:
+        for start, end in regions:
+            if end > after:
+                return max(start, after)
+        return None
+
+    longest = max(0.0, commits[0].emitted_s - regions[0][0])
+    for before, after in itertools.pairwise(commits):
+        waiting = next_speech(before.end_s)
+        if waiting is not None and waiting < after.emitted_s:
+            longest = max(longest, after.emitted_s - max(before.emitted_s, waiting))
+    return round(longest, 3)
+
+
+def error_counts(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
+    """(errors, reference length) behind :func:`error_rate`: what an aggregate over several clips adds up."""
+    ref = normalise_for_scoring(reference, language)
+    hyp = normalise_for_scoring(hypothesis, language)
+    if not ref:
+        return len(hyp), 0
+    if language in UNSPACED_LANGUAGES:
+        chars = jiwer.process_characters(ref, hyp)
+        return chars.substitutions + chars.deletions + chars.insertions, len(ref)
+    words = jiwer.process_words(ref, hyp)
+    return words.substitutions + words.deletions + words.insertions, len(ref.split())

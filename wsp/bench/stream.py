@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from asr_worker.core.processor import OnlineProcessor
+from asr_worker.core.processor import OnlineProcessor, free_steps
 from asr_worker.core.words import join_words
 from asr_worker.transcribers.silero import SileroDetector
 from asr_worker.transcribers.whisper import WhisperTranscriber
 from common.options import StreamingOptions
+from wsp.bench import nonspeech
 from wsp.bench.scoring import error_rate, latency_stats, lost_tail_s
 from wsp.bench.simulation import CommitCallback, SimulationResult, simulate
 
@@ -30,14 +32,21 @@ def stream(
     comp_aware: bool,
     on_commit: CommitCallback | None = None,
 ) -> StreamRun:
-    processor = OnlineProcessor(transcriber, options, detector=SileroDetector(options.vad_threshold))
+    detector = SileroDetector(options.vad_threshold)
+    clock = time.perf_counter if comp_aware else free_steps  # unaware: steps are free, bounds stay full
+    processor = OnlineProcessor(transcriber, options, detector=detector, clock=clock)
     return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit))
 
 
 def report(
-    transcriber: WhisperTranscriber, audio: np.ndarray, run: StreamRun, reference: str | None
+    transcriber: WhisperTranscriber,
+    audio: np.ndarray,
+    run: StreamRun,
+    reference: str | None,
+    offline_text: str | None = None,
 ) -> dict[str, Any]:
-    """The benchmark's JSON object."""
+    """The benchmark's JSON object; with a ``reference``, the whole-file pass beside it (``offline_text``,
+    or decoded here)."""
     options, result = run.options, run.result
     language = options.output_language
     text = result.text(options.joiner)
@@ -68,8 +77,9 @@ def report(
         ],
     }
     if reference is not None:
-        offline = transcriber.transcribe_offline(audio, options)
-        offline_text = join_words((w for s in offline for w in s.words), options.joiner)
+        if offline_text is None:
+            offline = transcriber.transcribe_offline(audio, options)
+            offline_text = join_words((w for s in offline for w in s.words), options.joiner)
         out["offline_text"] = offline_text
         out["error_rate"] = round(error_rate(reference, text, language), 4)
         out["offline_error_rate"] = round(error_rate(reference, offline_text, language), 4)
@@ -78,28 +88,13 @@ def report(
     return out
 
 
-NONSPEECH_TONES_HZ = (220.0, 330.0, 440.0, 550.0, 660.0, 880.0)
-"""The tone sequence: each tone lasts half a second, like a slow scale (a stand-in for music)."""
-
-
-def nonspeech_signals(seconds: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Digital silence, white noise (std 0.1) and a tone sequence, each ``seconds`` long at 16 kHz."""
-    n = int(seconds * 16_000)
-    t = np.arange(n, dtype=np.float64) / 16_000
-    tone = np.take(NONSPEECH_TONES_HZ, (t // 0.5).astype(int) % len(NONSPEECH_TONES_HZ))
-    return {
-        "silence": np.zeros(n, dtype=np.float32),
-        "white_noise": (np.random.default_rng(seed).standard_normal(n) * 0.1).astype(np.float32),
-        "tones": (0.3 * np.sin(2 * np.pi * tone * t)).astype(np.float32),
-    }
-
-
 def nonspeech_report(
     transcriber: WhisperTranscriber,
     options: StreamingOptions,
     seconds: float,
     chunk_s: float,
     comp_aware: bool,
+    seeds: int = 1,
 ) -> dict[str, Any]:
     """Committed characters for each non-speech signal (the target is zero for all)."""
     out: dict[str, Any] = {
@@ -108,8 +103,9 @@ def nonspeech_report(
         "task": options.task,
         "vad": options.vad,
     }
-    for name, audio in nonspeech_signals(seconds).items():
+    for name, audio in nonspeech.signals(seconds, seeds):
         run = stream(transcriber, audio, options, chunk_s, comp_aware)
         text = run.result.text(options.joiner)
         out[name] = {"committed_chars": len("".join(text.split())), "text": text, "steps": run.result.steps}
+    out["committed_chars"] = sum(v["committed_chars"] for v in out.values() if isinstance(v, dict))
     return out
