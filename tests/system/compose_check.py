@@ -124,7 +124,11 @@ def session_checks(
 ) -> tuple[dict[str, Any], list[str]]:
     """Figures of one session and the promises it broke."""
     cer = error_rate(reference, run_.text(0), "ja")
-    figures: dict[str, Any] = {"finals": len(run_.finals(0)), "cer": round(cer, 4)}
+    figures: dict[str, Any] = {
+        "finals": len(run_.finals(0)),
+        "cer": round(cer, 4),
+        "skipped_s": run_.skipped_s(),
+    }
     broken = []
     if not run_.finals(0):
         broken.append(f"{what}: no final caption")
@@ -164,7 +168,7 @@ def owner_killer(stack: ComposeStack, figures: dict[str, Any]) -> Callable[[str]
 def check(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"compose": None}
+    figures: dict[str, Any] = {"compose": None, "load_average": [round(os.getloadavg()[0], 1)]}
     broken: list[str] = []
     sample = bundled_sample()
     reference = sample.with_suffix(".txt").read_text(encoding="utf-8")
@@ -173,6 +177,7 @@ def check(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     if args.demo_cer is None:
         say("the reference: the concert sample through `wsp demo` on this host")
         args.demo_cer = demo_cer(work)
+        say(f"wsp demo: CER {args.demo_cer}")
     figures["demo_cer"] = args.demo_cer
     limit = args.demo_cer + CER_MARGIN
 
@@ -230,6 +235,7 @@ def check(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         first = asyncio.run(stream_session(ingest, pcm))
         figures["up_to_first_caption_s"] = round(first.first_event_at - up_at, 1)
         figures["up_to_first_final_s"] = round(first.first_final_at - up_at, 1)
+        figures["audio_to_first_caption_s"] = round(first.first_event_at - first.began, 1)
         figures["session"], problems = session_checks(first, reference, limit, "session")
         broken += problems
         say(f"session: {figures['session']}, first caption {figures['up_to_first_caption_s']} s after up")
@@ -255,6 +261,8 @@ def check(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     except StackError as exc:
         broken.append(str(exc))
     finally:
+        figures["load_average"].append(round(os.getloadavg()[0], 1))
+        stack.save_logs(work / "logs")
         if args.keep:
             say(f"--keep: the stack runs on (`{figures['compose']} -p {PROJECT} down -v` in {context})")
         else:

@@ -121,7 +121,9 @@ class ComposeStack:
             for container in containers:
                 if container.state in ("exited", "dead") or container.health == "unhealthy":
                     problem = f"{container.service} is {container.health}, {container.state}"
-                    raise StackError(f"{problem}:\n{self.logs(container)}")
+                    raise StackError(
+                        f"{problem}; {self.health_log(container)}; its log:\n{self.logs(container)}"
+                    )
             running = [c for c in containers if c.service == CPU_WORKER]
             if len(running) >= workers and all(c.health == "healthy" for c in containers):
                 return time.monotonic() - began
@@ -129,6 +131,21 @@ class ComposeStack:
                 waiting = ", ".join(f"{c.service} {c.health}" for c in containers if c.health != "healthy")
                 raise StackError(f"not healthy after {timeout_s:.0f} s: {waiting or 'no workers'}")
             time.sleep(HEALTH_POLL_S)
+
+    def health_log(self, container: Container) -> str:
+        """The last healthchecks of a container: when each ran, its exit code and what it printed."""
+        info = json.loads(run(["docker", "inspect", container.id]))[0]
+        checks = (info["State"].get("Health") or {}).get("Log", [])
+        return "healthchecks: " + " | ".join(
+            f"{c['Start'][11:19]} exit {c['ExitCode']}: {c['Output'].strip()[:160]}" for c in checks
+        )
+
+    def save_logs(self, folder: Path) -> None:
+        """Every container's log into ``folder`` (one file per container)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for container in self.containers():
+            done = subprocess.run(["docker", "logs", container.id], capture_output=True, text=True)
+            (folder / f"{container.service}-{container.id[:12]}.log").write_text(done.stdout + done.stderr)
 
     def logs(self, container: Container) -> str:
         done = subprocess.run(

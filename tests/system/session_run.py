@@ -40,6 +40,11 @@ class SessionRun:
     def text(self, display: int) -> str:
         return "".join(e.text for e in self.finals(display))
 
+    def skipped_s(self) -> float:
+        """Audio the worker skipped to catch up with real time (it fell behind: a host too slow or busy)."""
+        skips = [r.event for r in self.displays[0].received if r.event.type == "skip"]
+        return round(sum((e.end or 0.0) - (e.start or 0.0) for e in skips), 2)
+
     def ended(self) -> bool:
         return all(any(r.event.type == "end" for r in d.received) for d in self.displays)
 
