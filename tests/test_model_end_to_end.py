@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from asr_worker.core.processor import OnlineProcessor, free_steps
+from asr_worker.core.seam import TranscribeRequest
 from asr_worker.core.words import Word
 from asr_worker.transcribers.silero import SileroDetector
-from asr_worker.transcribers.whisper import WhisperTranscriber
+from asr_worker.transcribers.whisper import MAX_LENGTH, PROMPT_OVERHEAD, WhisperTranscriber, token_cap
 from common.audio import SAMPLE_RATE, load_audio
 from common.options import StreamingOptions
 from common.settings import Settings
@@ -169,3 +170,22 @@ def test_nothing_is_committed_without_speech(
     result = simulate(processor, audio, NONSPEECH_CHUNK_S, False)
     assert result.text(options.joiner) == ""
     assert result.commits == []
+
+
+def test_a_long_buffer_with_a_long_prompt_fits_whispers_context(transcriber: WhisperTranscriber) -> None:
+    # 20 s of speech may decode 400 tokens at 20 a second; with a 200-character Japanese prompt the two
+    # would pass Whisper's 448-token context, which faster-whisper refuses: the step must fit instead.
+    options = StreamingOptions(language="ja", max_tokens_per_s=20)
+    audio = load_audio(SAMPLES / "ja_concert.wav", 30.0, 50.0)
+    prompt = (SAMPLES / "ja_concert.txt").read_text(encoding="utf-8")[:200]
+    segments = transcriber.transcribe(TranscribeRequest(audio, 30.0, prompt, options))
+    assert "".join(s.text for s in segments)
+
+
+def test_the_tokens_of_a_step_and_its_prompt_never_pass_448() -> None:
+    options = StreamingOptions(language="ja", max_tokens_per_s=20)
+    for prompt_tokens in (0, 100, 180, 223, 400):
+        assert (
+            min(prompt_tokens, 223) + token_cap(options, 30.0, prompt_tokens) + PROMPT_OVERHEAD <= MAX_LENGTH
+        )
+    assert token_cap(options, 2.0, 0) == 40

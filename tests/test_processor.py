@@ -255,3 +255,11 @@ def test_a_made_up_tail_after_the_last_speech_is_never_committed() -> None:
     )
     result = simulate(processor, silence(spoken_until + 1.0), chunk_s=0.5, comp_aware=False)
     assert result.text("") == "今日はいい天気だ。"
+
+
+def test_an_announcement_said_twice_is_committed_twice() -> None:
+    # Venues repeat announcements word for word; only a phrase that starts over inside new text is a loop.
+    text = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 携帯電話の 電源を お切りください。 "
+    engine = ScriptedTranscriber(ScriptedTranscriber.from_text(text * 2), flip_last=True)
+    _, result = run(engine, StreamingOptions(language="ja", vad=False), seconds=engine.timeline[-1].end + 1.0)
+    assert result.text("") == text.replace(" ", "") * 2

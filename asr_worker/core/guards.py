@@ -105,7 +105,8 @@ def find_loop(
     after: int = 0,
     boundaries: frozenset[int] = frozenset(),
 ) -> Loop | None:
-    """The first loop in normalised ``text`` whose second occurrence reaches past character ``after``.
+    """The first loop in normalised ``text`` whose second occurrence begins at or after character ``after``
+    (the text before it was said earlier: a passage a speaker says twice in a row, across commits, is speech).
 
     A loop is recognised by its shape, whatever its words: a unit of any length said again right after
     itself, twice if it is long (``repeat_min_chars``), ``max_repeats`` times if it covers
@@ -118,8 +119,8 @@ def find_loop(
     size_of = len(text)
     for start in range(size_of):
         for unit in range(1, (size_of - start) // 2 + 1):
-            if start + 2 * unit <= after:
-                continue
+            if start + unit < after:
+                continue  # its second occurrence must begin in the new text
             piece = text[start : start + unit]
             repeats = 1
             while text.startswith(piece, start + repeats * unit):

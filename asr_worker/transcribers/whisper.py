@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 
 MIN_TOKENS = 32
 """Even a short buffer may decode this many tokens (the prompt-free floor of a step)."""
+MAX_LENGTH = 448
+"""Whisper's text context: the prompt and the tokens a step decodes must fit in it together."""
+PROMPT_OVERHEAD = 5
+"""Tokens faster-whisper adds around a prompt: start of previous text, start of transcript, language,
+task, and the first timestamp."""
 
 
 FRAMES_PER_S = 100
@@ -91,9 +96,15 @@ class WhisperTranscriber:
         if opts.window_pad_s is not None and seconds + opts.window_pad_s < 30:
             frames = 2 * math.ceil((seconds + opts.window_pad_s) * FRAMES_PER_S / 2)  # the encoder halves it
         segments = self._model.transcribe_window(
-            request.audio, frames, **decode_kwargs(opts, request.prompt, _token_cap(opts, seconds))
+            request.audio,
+            frames,
+            **decode_kwargs(opts, request.prompt, self._token_cap(opts, seconds, request.prompt)),
         )
         return [to_segment(s) for s in segments]
+
+    def _token_cap(self, options: StreamingOptions, seconds: float, prompt: str) -> int:
+        prompt_tokens = len(self._model.hf_tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0
+        return token_cap(options, seconds, prompt_tokens)
 
     def transcribe_offline(self, audio: Any, options: StreamingOptions) -> list[Segment]:
         """The whole file at once with the same decoding options (the accuracy baseline)."""
@@ -102,8 +113,11 @@ class WhisperTranscriber:
         return [to_segment(s) for s in self._model.transcribe_window(audio, None, **kwargs)]
 
 
-def _token_cap(options: StreamingOptions, seconds: float) -> int:
-    return min(440, max(MIN_TOKENS, math.ceil(seconds * options.max_tokens_per_s)))
+def token_cap(options: StreamingOptions, seconds: float, prompt_tokens: int) -> int:
+    """Tokens one step may decode: ``max_tokens_per_s`` for every second of buffer, and what Whisper's
+    448-token context leaves beside the prompt (faster-whisper keeps its last 223 tokens)."""
+    room = MAX_LENGTH - min(prompt_tokens, MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD
+    return max(1, min(room, max(MIN_TOKENS, math.ceil(seconds * options.max_tokens_per_s))))
 
 
 def decode_kwargs(
