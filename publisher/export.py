@@ -20,6 +20,7 @@ from webvtt.models import Timestamp
 
 from common.options import UNSPACED_LANGUAGES
 from common.schemas import CaptionEvent
+from common.text import join_text
 
 SENTENCE_END = re.compile(r"[。．！？!?.…][」』”’\")]*$")
 """A piece of text that ends a sentence: a cue ends after it."""
@@ -104,7 +105,7 @@ def _split_long(piece: _Piece, rules: CueRules) -> list[_Piece]:
     if len(lines) <= rules.max_lines:
         return [piece]
     chunks = [
-        rules.joiner.join(lines[i : i + rules.max_lines]) for i in range(0, len(lines), rules.max_lines)
+        join_text(lines[i : i + rules.max_lines], rules.joiner) for i in range(0, len(lines), rules.max_lines)
     ]
     total = sum(len(c) for c in chunks)
     out: list[_Piece] = []
@@ -127,7 +128,7 @@ def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
         current = groups[-1] if groups else None
         if current is not None:
             last = current[-1]
-            joined = rules.joiner.join([*(p.text for p in current), piece.text])
+            joined = join_text([*(p.text for p in current), piece.text], rules.joiner)
             fits = (
                 not SENTENCE_END.search(last.text)
                 and piece.start - last.end <= rules.max_pause_s
@@ -150,7 +151,7 @@ def _timed(groups: Sequence[Sequence[_Piece]], rules: CueRules) -> list[Cue]:
             wanted = max(end, min(wanted, groups[i + 1][0].start))
         if wanted <= start:
             wanted = start + rules.min_duration_s
-        text = rules.joiner.join(p.text for p in group)
+        text = join_text((p.text for p in group), rules.joiner)
         cues.append(Cue(start, wanted, tuple(wrap(text, rules))))
     return cues
 

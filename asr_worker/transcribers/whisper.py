@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from asr_worker.core.seam import Segment, TranscribeRequest
-from asr_worker.core.words import Word
+from asr_worker.core.words import Word, assemble_pieces
 from asr_worker.transcribers.model_store import resolve_model
 from common.errors import ModelError
 from common.options import StreamingOptions
@@ -100,7 +100,7 @@ class WhisperTranscriber:
             frames,
             **decode_kwargs(opts, request.prompt, self._token_cap(opts, seconds, request.prompt)),
         )
-        return [to_segment(s) for s in segments]
+        return [to_segment(s, spaced=opts.joiner == " ") for s in segments]
 
     def _token_cap(self, options: StreamingOptions, seconds: float, prompt: str) -> int:
         prompt_tokens = len(self._model.hf_tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0
@@ -110,7 +110,8 @@ class WhisperTranscriber:
         """The whole file at once with the same decoding options (the accuracy baseline)."""
         kwargs = decode_kwargs(options, None, max_new_tokens=None)
         kwargs["condition_on_previous_text"] = True
-        return [to_segment(s) for s in self._model.transcribe_window(audio, None, **kwargs)]
+        spaced = options.joiner == " "
+        return [to_segment(s, spaced) for s in self._model.transcribe_window(audio, None, **kwargs)]
 
 
 def token_cap(options: StreamingOptions, seconds: float, prompt_tokens: int) -> int:
@@ -141,9 +142,15 @@ def decode_kwargs(
     }
 
 
-def to_segment(segment: Any) -> Segment:
+def to_segment(segment: Any, spaced: bool = False) -> Segment:
+    """A faster-whisper segment as the core's :class:`Segment`.
+
+    ``spaced``: the output is in a spaced language (English, or any translation), so pieces without
+    Whisper's leading space are joined to the word before them (:func:`assemble_pieces`).
+    """
     raw = segment.words or []
-    words = tuple(Word(float(w.start), float(w.end), w.word.strip(), float(w.probability)) for w in raw)
+    pieces = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw]
+    words = tuple(assemble_pieces(pieces)) if spaced else tuple(Word(w.start, w.end, w.text.strip(), w.probability) for w in pieces)
     return Segment(
         start=float(segment.start),
         end=float(segment.end),
