@@ -60,14 +60,27 @@ def assemble_pieces(pieces: Sequence[Word]) -> list[Word]:
         if words and not text[0].isspace():
             last = words[-1]
             words[-1] = Word(
-                last.start, max(last.end, piece.end), last.text + text, min(last.probability, piece.probability)
+                last.start,
+                max(last.end, piece.end),
+                last.text + text,
+                min(last.probability, piece.probability),
             )
         else:
             words.append(Word(piece.start, piece.end, text.strip(), piece.probability))
     return [Word(w.start, w.end, w.text.strip(), w.probability) for w in words]
 
 
-_FOREIGN_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "ARABIC", "HEBREW", "CYRILLIC", "DEVANAGARI")
+_FOREIGN_SCRIPTS = (
+    "CJK",
+    "HIRAGANA",
+    "KATAKANA",
+    "HANGUL",
+    "THAI",
+    "ARABIC",
+    "HEBREW",
+    "CYRILLIC",
+    "DEVANAGARI",
+)
 
 
 def foreign_to_english(text: str) -> bool:

@@ -138,6 +138,7 @@ def decode_kwargs(
         "log_prob_threshold": options.log_prob_threshold,
         "compression_ratio_threshold": options.compression_ratio_threshold,
         "max_new_tokens": max_new_tokens,
+        "no_repeat_ngram_size": options.no_repeat_ngram_size,
         "without_timestamps": False,
     }
 
@@ -150,7 +151,11 @@ def to_segment(segment: Any, spaced: bool = False) -> Segment:
     """
     raw = segment.words or []
     pieces = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw]
-    words = tuple(assemble_pieces(pieces)) if spaced else tuple(Word(w.start, w.end, w.text.strip(), w.probability) for w in pieces)
+    words = (
+        tuple(assemble_pieces(pieces))
+        if spaced
+        else tuple(Word(w.start, w.end, w.text.strip(), w.probability) for w in pieces)
+    )
     return Segment(
         start=float(segment.start),
         end=float(segment.end),

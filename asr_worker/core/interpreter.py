@@ -1,0 +1,201 @@
+"""The translation track: each sentence of the transcript, translated once it is committed.
+
+Streaming a translation through LocalAgreement does not work: a translation's words come in the target
+language's order, so two hypotheses of a growing buffer rarely agree on a prefix (Whisper base reorders and
+rephrases from one step to the next), and what they do agree on lags the speech by several sentences. The
+interpreter instead follows the transcript track of the same session: when the transcript commits the end of
+a sentence, that sentence's stretch of audio (and its text) goes to a
+:class:`~asr_worker.core.seam.Translator` once, and the answer is committed as one English final carrying
+the sentence's audio span. A display pairs it with the Japanese finals of the same span; an export puts both
+in one cue.
+
+A unit is a sentence (its last word ends with 。？！ or friends), or, where Whisper left the punctuation
+out, the words before a pause, the words before the transcript settled (nothing unstable left and
+``SETTLED_S`` of audio heard after them), or, in a long sentence, its clauses (cut at 、 or a comma once
+``MAX_UNIT_S`` has built up). Pure: no Redis, sockets or model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from asr_worker.core.audio_buffer import AudioBuffer
+from asr_worker.core.processor import SkipResult, StepResult
+from asr_worker.core.seam import TranslateRequest, Translator
+from asr_worker.core.words import Word, join_words
+from common.audio import SAMPLE_RATE
+from common.options import StreamingOptions
+from common.schemas import ProcessorState, WordModel
+
+log = logging.getLogger(__name__)
+
+PAUSE_S = 0.5
+"""A gap this long between two committed words of the transcript ends a unit (a sentence whose end Whisper
+did not punctuate)."""
+SETTLED_S = 0.8
+"""Audio heard after the last committed word, with nothing unstable left in the transcript: the speaker
+stopped, so the words so far are a unit."""
+MAX_UNIT_S = 7.0
+"""A unit grows to this much speech before it is cut at its last clause mark (or as it stands): a long
+sentence is interpreted clause by clause rather than seconds after it ends."""
+CLAUSE_ENDS = frozenset("、，,;；:：")
+LEAD_S = 0.5
+"""Audio kept before a unit's first word (Whisper's word starts are late rather than early)."""
+TAIL_S = 0.3
+"""Audio kept after a unit's last word, where the next word does not start sooner."""
+IDLE_KEEP_S = 30.0
+"""Audio kept while no transcript is waiting: the next unit's first words may start this far back."""
+
+
+def _to_model(words: Sequence[Word]) -> list[WordModel]:
+    return [WordModel(start=w.start, end=w.end, text=w.text) for w in words]
+
+
+class SentenceInterpreter:
+    """The translation track of a session whose transcript track feeds it (:meth:`hear`).
+
+    It has the processor's interface (audio in, steps, ``finish``, ``skip_to``, a serialisable state), so a
+    worker runs and checkpoints it like any track.
+    """
+
+    def __init__(
+        self, translator: Translator, options: StreamingOptions, state: ProcessorState | None = None
+    ) -> None:
+        self.options = options
+        self._translator = translator
+        state = state or ProcessorState(buffer_start_sample=0, received_sample=0, last_step_sample=0)
+        self._audio = AudioBuffer(state.buffer_start_sample)
+        self._done_s = state.last_committed_end
+        """End of the last unit translated: the next one's audio starts here."""
+        self._pending = [Word(w.start, w.end, w.text) for w in state.pending]
+        """Committed transcript not translated yet."""
+        self._context = state.context
+        self._settled = False
+        self._last_step_sample = state.last_step_sample
+
+    # -- the transcript ------------------------------------------------------------------------
+    def hear(self, words: Sequence[Word], settled: bool) -> None:
+        """Words the transcript track committed; ``settled`` when it has nothing unstable left."""
+        self._pending += [w for w in words if w.text.strip() and w.end > self._done_s - 1e-6]
+        self._settled = settled
+
+    # -- audio in -------------------------------------------------------------------------------
+    def insert_audio(self, samples: np.ndarray) -> None:
+        self._audio.append(np.asarray(samples, dtype=np.float32))
+        if not self._pending:  # nothing waits for this audio but the next words, which start late
+            keep = max(self._done_s, self.received_s - IDLE_KEEP_S)
+            if keep > self.buffer_start_s:
+                self._audio.drop_before(round(keep * SAMPLE_RATE))
+
+    @property
+    def received_s(self) -> float:
+        return self._audio.end_sample / SAMPLE_RATE
+
+    @property
+    def buffer_start_s(self) -> float:
+        return self._audio.start_sample / SAMPLE_RATE
+
+    @property
+    def heard_sample(self) -> int:
+        return self._audio.end_sample
+
+    def ready(self) -> bool:
+        """True when a whole unit of the transcript and its audio are there."""
+        unit = self._next_unit()
+        return bool(unit) and self.received_s >= self._span(unit)[1] - 1e-6
+
+    # -- steps ----------------------------------------------------------------------------------
+    def process_iter(self) -> StepResult:
+        """Translate the next unit, if one is ready: one English final."""
+        self._last_step_sample = self._audio.end_sample
+        unit = self._next_unit()
+        if not unit or self.received_s < self._span(unit)[1] - 1e-6:
+            return StepResult()
+        word = self._translate(unit)
+        return StepResult(committed=[word] if word else [], ran_model=True)
+
+    def finish(self) -> StepResult:
+        """End of stream: every unit left, the last one as it stands."""
+        committed: list[Word] = []
+        while self._pending:
+            unit = self._next_unit() or list(self._pending)
+            word = self._translate(unit)
+            if word:
+                committed.append(word)
+        return StepResult(committed=committed, ran_model=bool(committed))
+
+    def skip_to(self, sample: int) -> SkipResult:
+        """Back-pressure: the transcript before ``sample`` is given up untranslated."""
+        heard = self._audio.end_sample
+        target = max(sample, heard)
+        self._pending = []
+        self._audio = AudioBuffer(target)
+        self._done_s = target / SAMPLE_RATE
+        return SkipResult([], heard / SAMPLE_RATE, target / SAMPLE_RATE)
+
+    def state(self) -> ProcessorState:
+        return ProcessorState(
+            buffer_start_sample=self._audio.start_sample,
+            received_sample=self._audio.end_sample,
+            last_step_sample=self._last_step_sample,
+            context=self._context,
+            pending=_to_model(self._pending),
+            last_committed_end=self._done_s,
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+    def _next_unit(self) -> list[Word]:
+        """The first unit of the pending transcript that is complete, or nothing."""
+        pending = self._pending
+        for i, word in enumerate(pending):
+            if word.ends_sentence:
+                return pending[: i + 1]
+            if i + 1 < len(pending) and pending[i + 1].start - word.end >= PAUSE_S:
+                return pending[: i + 1]
+        if not pending:
+            return []
+        if self._settled and self.received_s - pending[-1].end >= SETTLED_S:
+            return list(pending)
+        if pending[-1].end - max(self._done_s, pending[0].start) >= MAX_UNIT_S:
+            clause = [i for i, w in enumerate(pending[:-1]) if w.text.rstrip()[-1:] in CLAUSE_ENDS]
+            return pending[: clause[-1] + 1] if clause else list(pending)
+        return []
+
+    def _span(self, unit: Sequence[Word]) -> tuple[float, float]:
+        """The stretch of audio a unit was said in."""
+        start = max(self._done_s, self.buffer_start_s, unit[0].start - LEAD_S)
+        rest = self._pending[len(unit) :]
+        end = unit[-1].end + TAIL_S
+        if rest:
+            end = min(end, max(rest[0].start, unit[-1].end))
+        return start, max(end, start)
+
+    def _translate(self, unit: list[Word]) -> Word | None:
+        start, end = self._span(unit)
+        end = min(end, max(self.received_s, unit[-1].end))
+        audio = self._audio.view()[
+            max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) : max(
+                0, round(end * SAMPLE_RATE) - self._audio.start_sample
+            )
+        ]
+        source = join_words(unit, self.options.source_joiner)
+        request = TranslateRequest(
+            source=source,
+            language=self.options.language,
+            audio=audio,
+            offset_s=start,
+            context=self._context[-self.options.prompt_chars :] if self.options.prompt_chars else "",
+            options=self.options,
+        )
+        text = " ".join(self._translator.translate(request).split())
+        self._pending = self._pending[len(unit) :]
+        self._done_s = max(self._done_s, end)
+        self._audio.drop_before(min(round(end * SAMPLE_RATE), self._audio.end_sample))
+        log.debug("unit %.2f-%.2f s %r -> %r", start, end, source, text)
+        if not text:
+            return None
+        self._context = (self._context + " " + text).strip()[-max(self.options.prompt_chars, 1) * 4 :]
+        return Word(start, end, text)
