@@ -69,7 +69,8 @@ class SentenceInterpreter:
         state = state or ProcessorState(buffer_start_sample=0, received_sample=0, last_step_sample=0)
         self._audio = AudioBuffer(state.buffer_start_sample)
         self._done_s = state.last_committed_end
-        """End of the last unit translated: the next one's audio starts here."""
+        """End of the last word translated: the next unit's audio starts no sooner (the tail after that
+        word, which a unit's audio includes, may hold the start of the next word: both units hear it)."""
         self._pending = [Word(w.start, w.end, w.text) for w in state.pending]
         """Committed transcript not translated yet."""
         self._context = state.context
@@ -192,8 +193,8 @@ class SentenceInterpreter:
         )
         text = " ".join(self._translator.translate(request).split())
         self._pending = self._pending[len(unit) :]
-        self._done_s = max(self._done_s, end)
-        self._audio.drop_before(min(round(end * SAMPLE_RATE), self._audio.end_sample))
+        self._done_s = max(self._done_s, unit[-1].end)
+        self._audio.drop_before(min(round(self._done_s * SAMPLE_RATE), self._audio.end_sample))
         log.debug("unit %.2f-%.2f s %r -> %r", start, end, source, text)
         if not text:
             return None
