@@ -122,7 +122,11 @@ def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
 
     A cue ends after a sentence end, before a long pause, or when the next final would not fit.
     """
-    pieces = [part for piece in _pieces(finals) for part in _split_long(piece, rules)]
+    return _cues(_pieces(finals), rules)
+
+
+def _cues(pieces_in: Sequence[_Piece], rules: CueRules) -> list[Cue]:
+    pieces = [part for piece in pieces_in for part in _split_long(piece, rules)]
     groups: list[list[_Piece]] = []
     for piece in pieces:
         current = groups[-1] if groups else None
@@ -140,6 +144,53 @@ def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
                 continue
         groups.append([piece])
     return _timed(groups, rules)
+
+
+def build_bilingual_cues(
+    finals: Iterable[CaptionEvent],
+    translation: Iterable[CaptionEvent],
+    rules: CueRules,
+    translation_rules: CueRules,
+) -> list[Cue]:
+    """One cue per translated sentence, holding the transcript of the same audio above its translation.
+
+    A translation final carries the audio span of the transcript it translates (the interpreter commits
+    one per sentence): each transcript final goes with the translation its span overlaps most. Transcript
+    left without a translation (nothing came for it) gets cues of its own, grouped as :func:`build_cues`
+    groups them. The lines of both languages are wrapped at their own widths; a cue holds a whole
+    sentence in each, so it may have more than ``max_lines`` lines.
+    """
+    originals = _pieces(finals)
+    translated = _pieces(translation)
+    paired: list[list[_Piece]] = [[] for _ in translated]
+    alone: list[_Piece] = []
+    for piece in originals:
+        best, overlap = None, 0.0
+        for i, other in enumerate(translated):
+            shared = min(piece.end, other.end) - max(piece.start, other.start)
+            if shared > overlap or (best is None and shared >= 0 and piece.end == piece.start):
+                best, overlap = i, shared
+        if best is None:
+            alone.append(piece)
+        else:
+            paired[best].append(piece)
+    cues: list[Cue] = []
+    for other, mine in zip(translated, paired, strict=True):
+        start = min([other.start, *(p.start for p in mine)])
+        end = max([other.end, *(p.end for p in mine)])
+        lines = wrap(join_text((p.text for p in mine), rules.joiner), rules)
+        lines += wrap(other.text, translation_rules)
+        cues.append(Cue(start, end, tuple(lines)))
+    if alone:
+        cues += _cues(alone, rules)
+    cues.sort(key=lambda cue: cue.start)
+    out: list[Cue] = []
+    for i, cue in enumerate(cues):
+        end = max(cue.end, cue.start + rules.min_duration_s)
+        if i + 1 < len(cues) and cues[i + 1].start > cue.start:
+            end = min(end, cues[i + 1].start)
+        out.append(Cue(cue.start, max(end, cue.start + 0.001), cue.lines))
+    return out
 
 
 def _timed(groups: Sequence[Sequence[_Piece]], rules: CueRules) -> list[Cue]:

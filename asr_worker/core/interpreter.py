@@ -9,14 +9,16 @@ a sentence, that sentence's stretch of audio (and its text) goes to a
 the sentence's audio span. A display pairs it with the Japanese finals of the same span; an export puts both
 in one cue.
 
-A unit is a sentence (its last word ends with 。？！ or friends), or, where Whisper left the punctuation
-out, the words before a pause, the words before the transcript settled (nothing unstable left and
-``SETTLED_S`` of audio heard after them), or, in a long sentence, its clauses (cut at 、 or a comma once
-``MAX_UNIT_S`` has built up). Pure: no Redis, sockets or model.
+A unit is a sentence (its last word ends with 。？！ or friends), or, where Whisper left the punctuation out,
+the words before a pause (a gap between the words' times, or a silence the voice activity detector finds in
+the audio: Whisper stretches words over the pauses after them), the words before the transcript settled
+(nothing unstable left and ``SETTLED_S`` of audio heard after them), or, in a long sentence, its clauses
+(cut at 、 or a comma once ``MAX_UNIT_S`` has built up). Pure: no Redis, sockets or model.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from asr_worker.core.audio_buffer import AudioBuffer
 from asr_worker.core.processor import SkipResult, StepResult
-from asr_worker.core.seam import TranslateRequest, Translator
+from asr_worker.core.seam import SpeechDetector, TranslateRequest, Translator
 from asr_worker.core.words import Word, join_words
 from common.audio import SAMPLE_RATE
 from common.options import StreamingOptions
@@ -41,6 +43,8 @@ stopped, so the words so far are a unit."""
 MAX_UNIT_S = 7.0
 """A unit grows to this much speech before it is cut at its last clause mark (or as it stands): a long
 sentence is interpreted clause by clause rather than seconds after it ends."""
+MIN_SILENCE_S = 0.15
+"""A gap this long between two speech regions of the detector (whose regions are padded) is a pause."""
 CLAUSE_ENDS = frozenset("、，,;；:：")
 LEAD_S = 0.5
 """Audio kept before a unit's first word (Whisper's word starts are late rather than early)."""
@@ -62,10 +66,18 @@ class SentenceInterpreter:
     """
 
     def __init__(
-        self, translator: Translator, options: StreamingOptions, state: ProcessorState | None = None
+        self,
+        translator: Translator,
+        options: StreamingOptions,
+        state: ProcessorState | None = None,
+        detector: SpeechDetector | None = None,
     ) -> None:
+        """``detector`` finds the pauses between sentences whose end Whisper did not punctuate."""
         self.options = options
         self._translator = translator
+        self._detector = detector
+        self._pauses: list[float] = []
+        """Where silences the detector found in the pending audio begin (absolute seconds)."""
         state = state or ProcessorState(buffer_start_sample=0, received_sample=0, last_step_sample=0)
         self._audio = AudioBuffer(state.buffer_start_sample)
         self._done_s = state.last_committed_end
@@ -80,8 +92,23 @@ class SentenceInterpreter:
     # -- the transcript ------------------------------------------------------------------------
     def hear(self, words: Sequence[Word], settled: bool) -> None:
         """Words the transcript track committed; ``settled`` when it has nothing unstable left."""
-        self._pending += [w for w in words if w.text.strip() and w.end > self._done_s - 1e-6]
+        new = [w for w in words if w.text.strip() and w.end > self._done_s - 1e-6]
+        self._pending += new
         self._settled = settled
+        if new and self._detector is not None:
+            self._find_pauses()
+
+    def _find_pauses(self) -> None:
+        """The silences in the audio of the pending transcript, up to what has been heard."""
+        start = max(self.buffer_start_s, self._pending[0].start - LEAD_S)
+        audio = self._audio.view()[max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) :]
+        assert self._detector is not None
+        regions = self._detector.speech(audio)
+        self._pauses = [
+            start + a_end
+            for (_, a_end), (b_start, _) in itertools.pairwise(regions)
+            if b_start - a_end >= MIN_SILENCE_S
+        ]
 
     # -- audio in -------------------------------------------------------------------------------
     def insert_audio(self, samples: np.ndarray) -> None:
@@ -156,6 +183,8 @@ class SentenceInterpreter:
                 return pending[: i + 1]
             if i + 1 < len(pending) and pending[i + 1].start - word.end >= PAUSE_S:
                 return pending[: i + 1]
+            if i + 1 < len(pending) and self._silent_between(word, pending[i + 1]):
+                return pending[: i + 1]
         if not pending:
             return []
         if self._settled and self.received_s - pending[-1].end >= SETTLED_S:
@@ -164,6 +193,10 @@ class SentenceInterpreter:
             clause = [i for i, w in enumerate(pending[:-1]) if w.text.rstrip()[-1:] in CLAUSE_ENDS]
             return pending[: clause[-1] + 1] if clause else list(pending)
         return []
+
+    def _silent_between(self, word: Word, after: Word) -> bool:
+        """True when a silence begins after ``word`` is half said and before ``after`` is half said."""
+        return any(word.middle <= pause <= after.middle for pause in self._pauses)
 
     def _span(self, unit: Sequence[Word]) -> tuple[float, float]:
         """The stretch of audio a unit was said in."""

@@ -242,7 +242,9 @@ class SessionRunner:
             processor: OnlineProcessor | SentenceInterpreter
             follows = source if spec.task == "translate" and record.language != "en" else None
             if follows is not None:
-                processor = SentenceInterpreter(self._translator, options, checkpoint.processor)
+                processor = SentenceInterpreter(
+                    self._translator, options, checkpoint.processor, detector=self._detector
+                )
             else:
                 processor = OnlineProcessor(self._transcriber, options, self._detector, checkpoint.processor)
             start = checkpoint.processor.buffer_start_sample

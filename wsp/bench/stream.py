@@ -49,7 +49,7 @@ def stream(
     if interprets(options):  # the transcript track, and the interpreter that follows it
         source_options = options.model_copy(update={"task": "transcribe"})
         source = OnlineProcessor(transcriber, source_options, detector=detector, clock=clock)
-        interpreter = SentenceInterpreter(WhisperTranslator(transcriber), options)
+        interpreter = SentenceInterpreter(WhisperTranslator(transcriber), options, detector=detector)
         return StreamRun(options, simulate(interpreter, audio, chunk_s, comp_aware, on_commit, source))
     processor = OnlineProcessor(transcriber, options, detector=detector, clock=clock)
     return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit))
