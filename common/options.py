@@ -129,11 +129,11 @@ processor shrinks them (``step_budget_s``).
 """
 
 
-TRANSLATION_DEFAULTS = {"max_tokens_per_s": 8.0, "no_repeat_ngram_size": 3}
+TRANSLATION_DEFAULTS = {"max_tokens_per_s": 8.0}
 """Decoding of a translation, where not given. English says a second of Japanese speech in fewer tokens
-than the transcript takes, so fewer tokens per second bound a step; and Whisper base, translating, goes
-round in loops ("the power of the power of the ...") that cost a step its whole token budget and are then
-dropped by the guards: a phrase of three tokens is never decoded twice in one unit.
+than the transcript takes, so fewer tokens per second bound a step: Whisper base, translating, goes round in
+loops ("the power of the power of the ...") that would cost a step its whole token budget before the guards
+drop them.
 """
 
 
@@ -218,8 +218,8 @@ class StreamingOptions(BaseModel):
         0,
         ge=0,
         le=10,
-        description="Never decode the same n tokens twice in one step (0: off; 3 when translating: "
-        "TRANSLATION_DEFAULTS).",
+        description="Never decode the same n tokens twice in one step (0: off). Off by default: with "
+        "Whisper base a forbidden repeat turns a translation into made-up romanised words.",
     )
     max_repeats: int = Field(
         3, ge=2, description="A piece of text repeated this many times in a row is a loop: cut it."

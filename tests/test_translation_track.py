@@ -104,6 +104,19 @@ def test_a_long_sentence_is_interpreted_by_clauses() -> None:
     assert [r.source for r in translator.requests] == ["携帯電話など、"]
 
 
+def test_a_long_stretch_without_clause_marks_is_cut_at_the_words_that_fit() -> None:
+    """The transcript came late and all at once (a slow machine): the end of the stream still translates
+    it in units Whisper's window can hold, never one long unit."""
+    translator = Dictionary({})
+    interpreter = SentenceInterpreter(translator, OPTIONS)
+    interpreter.insert_audio(silence(31.0))
+    interpreter.hear([Word(i * 1.0, i * 1.0 + 0.9, f"語{i}") for i in range(30)], settled=True)
+    interpreter.finish()
+    spans = [(r.offset_s, r.offset_s + r.audio.size / SAMPLE_RATE) for r in translator.requests]
+    assert len(spans) >= 4 and all(end - start <= MAX_UNIT_S + 1.0 for start, end in spans)
+    assert "".join(r.source for r in translator.requests) == "".join(f"語{i}" for i in range(30))
+
+
 def test_the_end_of_the_stream_translates_what_is_left() -> None:
     translator = Dictionary({"ありがとう": "Thank you"})
     interpreter = SentenceInterpreter(translator, OPTIONS)
@@ -162,10 +175,9 @@ def test_whisper_translation_commits_english_only() -> None:
     assert translator.translate(TranslateRequest("", "ja", silence(0), 0.0, "", options)) == ""
 
 
-def test_translation_decodes_never_repeat_a_phrase_and_take_fewer_tokens() -> None:
-    options = StreamingOptions(language="ja", task="translate")
-    assert options.no_repeat_ngram_size == 3 and options.max_tokens_per_s == 8.0
-    assert StreamingOptions(language="ja").no_repeat_ngram_size == 0
+def test_translation_decodes_take_fewer_tokens_per_second() -> None:
+    assert StreamingOptions(language="ja", task="translate").max_tokens_per_s == 8.0
+    assert StreamingOptions(language="ja").max_tokens_per_s == 12.0
 
 
 def test_a_simulated_run_pairs_every_english_final_with_its_japanese() -> None:

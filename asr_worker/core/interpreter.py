@@ -187,11 +187,13 @@ class SentenceInterpreter:
                 return pending[: i + 1]
         if not pending:
             return []
+        begin = max(self._done_s, pending[0].start)
+        if pending[-1].end - begin >= MAX_UNIT_S:  # a long sentence: its first clause, or its first words
+            within = [i for i, w in enumerate(pending) if w.end - begin <= MAX_UNIT_S] or [0]
+            clause = [i for i in within if pending[i].text.rstrip()[-1:] in CLAUSE_ENDS]
+            return pending[: (clause or within)[-1] + 1]
         if self._settled and self.received_s - pending[-1].end >= SETTLED_S:
             return list(pending)
-        if pending[-1].end - max(self._done_s, pending[0].start) >= MAX_UNIT_S:
-            clause = [i for i, w in enumerate(pending[:-1]) if w.text.rstrip()[-1:] in CLAUSE_ENDS]
-            return pending[: clause[-1] + 1] if clause else list(pending)
         return []
 
     def _silent_between(self, word: Word, after: Word) -> bool:
