@@ -214,6 +214,11 @@ class StreamingOptions(BaseModel):
     compression_ratio_threshold: float = Field(
         2.4, gt=1, description="Segments more repetitive than this (gzip ratio) are never committed."
     )
+    word_timestamps: bool = Field(
+        True,
+        description="Decode word timestamps (an alignment pass): streaming agreement needs them; the "
+        "translation of a whole unit does not (its words are spread over its segment), and saves the pass.",
+    )
     no_repeat_ngram_size: int = Field(
         0,
         ge=0,

@@ -113,3 +113,20 @@ def test_exported_english_cues_read_as_english() -> None:
     ]
     cues = build_cues(finals, rules_for("en"))
     assert [c.text for c in cues] == ["Everyone's here."]
+
+
+def test_a_segment_decoded_without_word_timestamps_spreads_its_words() -> None:
+    """A translation unit is decoded without the alignment pass: its words share the segment's time."""
+    segment = SimpleNamespace(
+        start=1.0,
+        end=3.0,
+        text=" Everyone's here.",
+        words=None,
+        no_speech_prob=0.1,
+        avg_logprob=-0.2,
+        compression_ratio=1.0,
+    )
+    decoded = to_segment(segment, spaced=True)
+    assert [w.text for w in decoded.words] == ["Everyone's", "here."]
+    assert decoded.words[0].start == 1.0 and decoded.words[-1].end == pytest.approx(3.0)
+    assert 0.8 < decoded.word_probability < 0.85  # exp(-0.2)

@@ -132,7 +132,7 @@ def decode_kwargs(
         "temperature": 0.0,
         "initial_prompt": prompt or None,
         "condition_on_previous_text": False,
-        "word_timestamps": True,
+        "word_timestamps": options.word_timestamps,
         "vad_filter": False,
         "no_speech_threshold": options.no_speech_threshold,
         "log_prob_threshold": options.log_prob_threshold,
@@ -151,6 +151,8 @@ def to_segment(segment: Any, spaced: bool = False) -> Segment:
     """
     raw = segment.words or []
     pieces = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw]
+    if segment.words is None:  # decoded without word timestamps: its words spread over the segment
+        pieces = spread_words(segment.text, float(segment.start), float(segment.end))
     words = (
         tuple(assemble_pieces(pieces))
         if spaced
@@ -163,5 +165,20 @@ def to_segment(segment: Any, spaced: bool = False) -> Segment:
         no_speech_prob=float(segment.no_speech_prob),
         avg_logprob=float(segment.avg_logprob),
         compression_ratio=float(segment.compression_ratio),
-        word_probability=sum(float(w.probability) for w in raw) / len(raw) if raw else 1.0,
+        word_probability=sum(float(w.probability) for w in raw) / len(raw)
+        if raw
+        else math.exp(min(0.0, float(segment.avg_logprob))),
     )
+
+
+def spread_words(text: str, start: float, end: float) -> list[Word]:
+    """The words of ``text`` (with their leading spaces) over ``start``-``end``, in proportion to length."""
+    parts = [" " + part for part in text.split()]
+    total = sum(len(p) for p in parts) or 1
+    words: list[Word] = []
+    at = start
+    for part in parts:
+        until = at + (end - start) * len(part) / total
+        words.append(Word(at, until, part))
+        at = until
+    return words
