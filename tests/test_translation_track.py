@@ -263,3 +263,15 @@ def test_a_silence_in_the_audio_ends_a_sentence_whisper_did_not_punctuate() -> N
     )
     assert [w.text for w in interpreter.process_iter().committed] == ["Before the concert,"]
     assert translator.requests[0].source == "開演に先立ちまして"
+
+
+def test_a_sentence_is_translated_as_soon_as_a_silence_follows_its_last_committed_word() -> None:
+    """No need to wait for the next sentence's words: the transcript's unstable tail lies after the pause."""
+    translator = Dictionary({"開演に先立ちまして": "Before the concert,"})
+    interpreter = SentenceInterpreter(translator, OPTIONS, detector=Regions([(0.0, 1.3), (1.9, 2.6)]))
+    interpreter.insert_audio(silence(2.6))
+    said = words(("開演に", 0.0, 0.5), ("先立ちまして", 0.5, 1.25))
+    interpreter.hear(said, settled=False, tail_start=0.9)  # the tail is before the pause: not yet
+    assert not interpreter.ready()
+    interpreter.hear([], settled=False, tail_start=1.9)
+    assert [w.text for w in interpreter.process_iter().committed] == ["Before the concert,"]

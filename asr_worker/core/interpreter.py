@@ -45,6 +45,10 @@ MAX_UNIT_S = 7.0
 sentence is interpreted clause by clause rather than seconds after it ends."""
 MIN_SILENCE_S = 0.15
 """A gap this long between two speech regions of the detector (whose regions are padded) is a pause."""
+AFTER_WORD_S = 1.0
+"""A silence beginning this long after the last committed word at most follows that word."""
+TAIL_SLACK_S = 0.1
+"""The transcript's unstable tail may seem to begin this much before a silence and still follow it."""
 CLAUSE_ENDS = frozenset("、，,;；:：")
 LEAD_S = 0.5
 """Audio kept before a unit's first word (Whisper's word starts are late rather than early)."""
@@ -87,15 +91,19 @@ class SentenceInterpreter:
         """Committed transcript not translated yet."""
         self._context = state.context
         self._settled = False
+        self._tail_start: float | None = None
+        """Where the transcript's unstable tail begins (None when it has none)."""
         self._last_step_sample = state.last_step_sample
 
     # -- the transcript ------------------------------------------------------------------------
-    def hear(self, words: Sequence[Word], settled: bool) -> None:
-        """Words the transcript track committed; ``settled`` when it has nothing unstable left."""
+    def hear(self, words: Sequence[Word], settled: bool, tail_start: float | None = None) -> None:
+        """Words the transcript track committed; ``settled`` when it has nothing unstable left, else
+        ``tail_start``: where its unstable tail begins."""
         new = [w for w in words if w.text.strip() and w.end > self._done_s - 1e-6]
         self._pending += new
         self._settled = settled
-        if new and self._detector is not None:
+        self._tail_start = None if settled else tail_start
+        if self._pending and self._detector is not None:
             self._find_pauses()
 
     def _find_pauses(self) -> None:
@@ -109,6 +117,8 @@ class SentenceInterpreter:
             for (_, a_end), (b_start, _) in itertools.pairwise(regions)
             if b_start - a_end >= MIN_SILENCE_S
         ]
+        if regions and audio.size / SAMPLE_RATE - regions[-1][1] >= MIN_SILENCE_S:
+            self._pauses.append(start + regions[-1][1])  # the speaker has stopped
 
     # -- audio in -------------------------------------------------------------------------------
     def insert_audio(self, samples: np.ndarray) -> None:
@@ -187,6 +197,8 @@ class SentenceInterpreter:
                 return pending[: i + 1]
         if not pending:
             return []
+        if self._after_last_word():
+            return list(pending)
         begin = max(self._done_s, pending[0].start)
         if pending[-1].end - begin >= MAX_UNIT_S:  # a long sentence: its first clause, or its first words
             within = [i for i, w in enumerate(pending) if w.end - begin <= MAX_UNIT_S] or [0]
@@ -195,6 +207,19 @@ class SentenceInterpreter:
         if self._settled and self.received_s - pending[-1].end >= SETTLED_S:
             return list(pending)
         return []
+
+    def _after_last_word(self) -> bool:
+        """True when a silence follows the last committed word, and what the transcript has not committed
+        yet (its unstable tail) comes after that silence: the words so far are a sentence or a clause, and
+        everything of it is committed."""
+        last = self._pending[-1]
+        for pause in self._pauses:
+            if pause < last.middle or pause - last.end > AFTER_WORD_S:
+                continue
+            tail = self._tail_start
+            if self._settled or (tail is not None and tail >= pause - TAIL_SLACK_S):
+                return True
+        return False
 
     def _silent_between(self, word: Word, after: Word) -> bool:
         """True when a silence begins after ``word`` is half said and before ``after`` is half said."""

@@ -307,7 +307,9 @@ class SessionRunner:
         for follower in self._live_tracks():
             if follower.follows != track.name or not isinstance(follower.processor, SentenceInterpreter):
                 continue
-            follower.processor.hear(result.committed, not result.partial if settled is None else settled)
+            tail_start = result.partial[0].start if result.partial else None
+            quiet = not result.partial if settled is None else settled
+            follower.processor.hear(result.committed, quiet, tail_start)
             if result.committed:
                 await self._commit(follower, StepResult())
 

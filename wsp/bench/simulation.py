@@ -91,7 +91,7 @@ def simulate(
     def run_source(step: Callable[[], StepResult]) -> None:
         if source is not None and isinstance(processor, SentenceInterpreter):
             out = run(step, result.source_commits, shown=False)
-            processor.hear(out.committed, settled=not out.partial)
+            processor.hear(out.committed, not out.partial, out.partial[0].start if out.partial else None)
 
     while fed < total:
         if comp_aware:
