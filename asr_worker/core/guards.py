@@ -207,7 +207,7 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
     commit boundary is caught as well. A loop is cut after its first occurrence (a speaker may say
     「上に、」 once); a segment that is nothing but a loop going round (Whisper on noise) is dropped whole.
     """
-    if options.output_language == "en":
+    if options.task == "translate":  # Whisper translates into English only
         segments = [english_only(s) for s in segments]
     kept: list[Segment] = []
     said = "".join(normalise(w.text) for w in history)
