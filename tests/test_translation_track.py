@@ -275,3 +275,58 @@ def test_a_sentence_is_translated_as_soon_as_a_silence_follows_its_last_committe
     assert not interpreter.ready()
     interpreter.hear([], settled=False, tail_start=1.9)
     assert [w.text for w in interpreter.process_iter().committed] == ["Before the concert,"]
+
+
+@dataclass
+class Listener:
+    """A translator that listens to the audio (as Whisper does): units need no transcript."""
+
+    listens = True
+    requests: list[TranslateRequest] = field(default_factory=list)
+
+    def translate(self, request: TranslateRequest) -> str:
+        self.requests.append(request)
+        return f"Sentence {len(self.requests)}."
+
+
+class Loudness:
+    """Hears speech wherever the audio is not silent."""
+
+    def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        loud = np.flatnonzero(np.abs(audio) > 0.01)
+        if loud.size == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(loud) > SAMPLE_RATE // 10)
+        starts = [loud[0], *loud[breaks + 1]]
+        ends = [*loud[breaks], loud[-1]]
+        return [(a / SAMPLE_RATE, (b + 1) / SAMPLE_RATE) for a, b in zip(starts, ends, strict=True)]
+
+
+def speech_at(seconds: float, *spans: tuple[float, float]) -> np.ndarray:
+    audio = silence(seconds)
+    for start, end in spans:
+        audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)] = 0.1
+    return audio
+
+
+def test_a_listening_translator_translates_each_sentence_as_soon_as_its_pause_is_heard() -> None:
+    """Whisper translates the audio: a sentence need not wait for its transcript, only for the pause."""
+    translator = Listener()
+    interpreter = SentenceInterpreter(translator, OPTIONS, detector=Loudness())
+    audio = speech_at(8.0, (0.5, 2.5), (3.2, 5.0), (5.6, 6.0))
+    interpreter.insert_audio(audio[: round(2.6 * SAMPLE_RATE)])
+    assert not interpreter.ready()  # 0.1 s of silence: maybe a breath
+    interpreter.insert_audio(audio[round(2.6 * SAMPLE_RATE) : round(2.9 * SAMPLE_RATE)])
+    step = interpreter.process_iter()
+    assert [(w.text, w.start, round(w.end, 3)) for w in step.committed] == [("Sentence 1.", 0.0, 2.8)]
+    interpreter.hear(words(("皆さん", 0.5, 1.2), ("こんばんは", 1.2, 2.5)), settled=True)  # late: dropped
+    interpreter.hear(words(("本日は", 3.2, 5.0)), settled=True)
+    interpreter.insert_audio(audio[round(2.9 * SAMPLE_RATE) : round(5.4 * SAMPLE_RATE)])
+    step = interpreter.process_iter()
+    assert [(w.start, round(w.end, 3)) for w in step.committed] == [(2.8, 5.3)]
+    assert translator.requests[1].source == "本日は"
+    interpreter.insert_audio(audio[round(5.4 * SAMPLE_RATE) : round(6.5 * SAMPLE_RATE)])
+    assert not interpreter.ready()  # 0.4 s of speech and a pause: maybe a breath
+    interpreter.insert_audio(audio[round(6.5 * SAMPLE_RATE) :])  # the speaker has stopped
+    assert [(w.text, w.start) for w in interpreter.process_iter().committed] == [("Sentence 3.", 5.3)]
+    assert interpreter.finish().committed == []

@@ -49,6 +49,11 @@ AFTER_WORD_S = 1.0
 """A silence beginning this long after the last committed word at most follows that word."""
 TAIL_SLACK_S = 0.1
 """The transcript's unstable tail may seem to begin this much before a silence and still follow it."""
+UNIT_MIN_S = 1.5
+"""Listening: a unit holds at least this much speech before a pause may end it (a breath inside a
+sentence is not its end)."""
+HEARD_PAUSE_S = 0.3
+"""Listening: silence heard after the last speech for the speaker to have paused."""
 CLAUSE_ENDS = frozenset("、，,;；:：")
 LEAD_S = 0.5
 """Audio kept before a unit's first word (Whisper's word starts are late rather than early)."""
@@ -80,6 +85,10 @@ class SentenceInterpreter:
         self.options = options
         self._translator = translator
         self._detector = detector
+        self._listens = detector is not None and bool(getattr(translator, "listens", False))
+        """A translator that listens to the audio needs no transcript: its units are cut at the pauses the
+        detector hears, as soon as they are heard (the transcript, slower, only names their source)."""
+        self._regions: tuple[tuple[int, float], list[tuple[float, float]]] = ((-1, 0.0), [])
         self._pauses: list[float] = []
         """Where silences the detector found in the pending audio begin (absolute seconds)."""
         state = state or ProcessorState(buffer_start_sample=0, received_sample=0, last_step_sample=0)
@@ -99,8 +108,11 @@ class SentenceInterpreter:
     def hear(self, words: Sequence[Word], settled: bool, tail_start: float | None = None) -> None:
         """Words the transcript track committed; ``settled`` when it has nothing unstable left, else
         ``tail_start``: where its unstable tail begins."""
-        new = [w for w in words if w.text.strip() and w.end > self._done_s - 1e-6]
+        floor = self._done_s - 1e-6
+        new = [w for w in words if w.text.strip() and (w.middle if self._listens else w.end) > floor]
         self._pending += new
+        if self._listens:
+            return
         self._settled = settled
         self._tail_start = None if settled else tail_start
         if self._pending and self._detector is not None:
@@ -142,6 +154,8 @@ class SentenceInterpreter:
 
     def ready(self) -> bool:
         """True when a whole unit of the transcript and its audio are there."""
+        if self._listens:
+            return self._heard_unit() is not None
         unit = self._next_unit()
         return bool(unit) and self.received_s >= self._span(unit)[1] - 1e-6
 
@@ -149,6 +163,10 @@ class SentenceInterpreter:
     def process_iter(self) -> StepResult:
         """Translate the next unit, if one is ready: one English final."""
         self._last_step_sample = self._audio.end_sample
+        if self._listens:
+            span = self._heard_unit()
+            word = self._translate_span(*span) if span is not None else None
+            return StepResult(committed=[word] if word else [], ran_model=span is not None)
         unit = self._next_unit()
         if not unit or self.received_s < self._span(unit)[1] - 1e-6:
             return StepResult()
@@ -158,7 +176,14 @@ class SentenceInterpreter:
     def finish(self) -> StepResult:
         """End of stream: every unit left, the last one as it stands."""
         committed: list[Word] = []
-        while self._pending:
+        while self._listens and self.received_s - self._done_s > LEAD_S:
+            span = self._heard_unit(final=True)
+            if span is None or span[1] <= self._done_s + 1e-3:
+                break
+            word = self._translate_span(*span)
+            if word:
+                committed.append(word)
+        while self._pending and not self._listens:
             unit = self._next_unit() or list(self._pending)
             word = self._translate(unit)
             if word:
@@ -207,6 +232,66 @@ class SentenceInterpreter:
         if self._settled and self.received_s - pending[-1].end >= SETTLED_S:
             return list(pending)
         return []
+
+    def _speech(self) -> list[tuple[float, float]]:
+        """The speech the detector hears from the end of the last unit on (absolute seconds; cached)."""
+        key = (self._audio.end_sample, self._done_s)
+        if self._regions[0] != key:
+            start = max(self._done_s, self.buffer_start_s)
+            audio = self._audio.view()[max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) :]
+            assert self._detector is not None
+            found = [(start + a, start + b) for a, b in self._detector.speech(audio)]
+            self._regions = (key, found)
+        return self._regions[1]
+
+    def _heard_unit(self, final: bool = False) -> tuple[float, float] | None:
+        """The next unit by the audio alone: the speech up to the first pause after ``UNIT_MIN_S`` of it,
+        or its first ``MAX_UNIT_S`` (cut at its last pause within); at the end of the stream, what is left."""
+        regions = self._speech()
+        if not regions:
+            if self.received_s - self._done_s > IDLE_KEEP_S:  # nothing said: move on
+                self._done_s = self.received_s - LEAD_S
+                self._audio.drop_before(round(self._done_s * SAMPLE_RATE))
+            return None
+        begin = max(self._done_s, self.buffer_start_s, regions[0][0] - LEAD_S)
+        ends = [b for (_, b), (c, _) in itertools.pairwise(regions) if c - b >= MIN_SILENCE_S]
+        if self.received_s - regions[-1][1] >= HEARD_PAUSE_S or final:
+            ends.append(regions[-1][1])
+        for end in ends:
+            stopped = end == regions[-1][1] and self.received_s - end >= SETTLED_S  # a short utterance
+            if end - regions[0][0] >= UNIT_MIN_S or final or stopped:
+                return begin, min(end + TAIL_S, self.received_s)
+        if regions[-1][1] - regions[0][0] >= MAX_UNIT_S:
+            within = [end for end in ends if end - regions[0][0] <= MAX_UNIT_S]
+            end = within[-1] if within else regions[0][0] + MAX_UNIT_S
+            return begin, end
+        return None
+
+    def _translate_span(self, start: float, end: float) -> Word | None:
+        """Translate the audio ``start``-``end`` (listening): its source is the transcript committed in it."""
+        unit = [w for w in self._pending if w.middle < end]
+        self._pending = self._pending[len(unit) :]
+        audio = self._audio.view()[
+            max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) : max(
+                0, round(end * SAMPLE_RATE) - self._audio.start_sample
+            )
+        ]
+        request = TranslateRequest(
+            source=join_words(unit, self.options.source_joiner),
+            language=self.options.language,
+            audio=audio,
+            offset_s=start,
+            context=self._context[-self.options.prompt_chars :] if self.options.prompt_chars else "",
+            options=self.options,
+        )
+        text = " ".join(self._translator.translate(request).split())
+        self._done_s = max(self._done_s, end)
+        self._audio.drop_before(min(round(end * SAMPLE_RATE), self._audio.end_sample))
+        log.debug("heard unit %.2f-%.2f s -> %r", start, end, text)
+        if not text:
+            return None
+        self._context = (self._context + " " + text).strip()[-max(self.options.prompt_chars, 1) * 4 :]
+        return Word(start, end, text)
 
     def _after_last_word(self) -> bool:
         """True when a silence follows the last committed word, and what the transcript has not committed

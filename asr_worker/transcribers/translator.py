@@ -19,6 +19,10 @@ class WhisperTranslator:
     speech, words in a script English is never written in) apply to the translation too.
     """
 
+    listens = True
+    """It translates the audio: a unit can be translated as soon as its speech is heard, before the
+    transcript of it is committed (see :class:`~asr_worker.core.interpreter.SentenceInterpreter`)."""
+
     def __init__(self, transcriber: Transcriber) -> None:
         self._transcriber = transcriber
 
