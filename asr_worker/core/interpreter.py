@@ -1,19 +1,23 @@
-"""The translation track: each sentence of the transcript, translated once it is committed.
+"""The translation track: each sentence of the speech translated once, as one English final with its span.
 
 Streaming a translation through LocalAgreement does not work: a translation's words come in the target
 language's order, so two hypotheses of a growing buffer rarely agree on a prefix (Whisper base reorders and
 rephrases from one step to the next), and what they do agree on lags the speech by several sentences. The
-interpreter instead follows the transcript track of the same session: when the transcript commits the end of
-a sentence, that sentence's stretch of audio (and its text) goes to a
-:class:`~asr_worker.core.seam.Translator` once, and the answer is committed as one English final carrying
-the sentence's audio span. A display pairs it with the Japanese finals of the same span; an export puts both
-in one cue.
+interpreter instead cuts the speech into units (sentences, or clauses of a long one), hands each to a
+:class:`~asr_worker.core.seam.Translator` once, and commits the answer as one English final carrying the
+unit's audio span. A display pairs it with the Japanese finals of the same span; an export puts both in one
+cue.
 
-A unit is a sentence (its last word ends with 。？！ or friends), or, where Whisper left the punctuation out,
-the words before a pause (a gap between the words' times, or a silence the voice activity detector finds in
-the audio: Whisper stretches words over the pauses after them), the words before the transcript settled
-(nothing unstable left and ``SETTLED_S`` of audio heard after them), or, in a long sentence, its clauses
-(cut at 、 or a comma once ``MAX_UNIT_S`` has built up). Pure: no Redis, sockets or model.
+A translator that listens (``listens = True``: Whisper's own translation) gets a unit as soon as it is
+heard: the voice activity detector finds the pause after at least ``UNIT_MIN_S`` of speech (or the speaker
+stopping, or ``MAX_UNIT_S`` of speech, cut at its last pause), without waiting for the transcript, which is
+a few seconds slower; the transcript committed in the unit's span so far is its ``source``. A text
+translator follows the transcript track instead: a unit is a sentence (its last word ends with 。？！ or
+friends), or, where Whisper left the punctuation out, the words before a pause (a gap between the words'
+times, or a silence the detector finds in the audio: Whisper stretches words over the pauses after them),
+the words before the transcript settled (nothing unstable left and ``SETTLED_S`` of audio heard after
+them), or, in a long sentence, its clauses (cut at 、 or a comma once ``MAX_UNIT_S`` has built up). Pure: no
+Redis, sockets or model.
 """
 
 from __future__ import annotations

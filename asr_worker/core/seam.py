@@ -77,6 +77,10 @@ class Translator(Protocol):
     machine-translation model on a GPU host) reads ``source`` and ``context`` and ignores the audio. The
     answer is final: it is committed as the unit's English, so it must be whole English text (an empty
     string when there is nothing to say).
+
+    A translator with a true ``listens`` attribute translates the audio: it is given each unit as soon as
+    the pause after it is heard, when ``source`` may still lack the words the transcript has not committed
+    yet. One without it (a text translator) is given a unit once its transcript is committed.
     """
 
     def translate(self, request: TranslateRequest) -> str: ...
