@@ -21,9 +21,6 @@ import pytest
 import soundfile as sf
 
 from common.audio import SAMPLE_RATE, load_audio
-from common.settings import Settings
-from ingest.app import create_app
-from tests.served import Served, free_port
 from wsp.bench.live_sources import (
     FFMPEG,
     KINDS,
@@ -45,18 +42,6 @@ resamplings keep it well above this; a second from elsewhere, or mixed with anot
 @pytest.fixture(scope="module")
 def original() -> np.ndarray:
     return load_audio(SAMPLE)
-
-
-PER_CLIENT = {"client_sessions_per_minute": 1000, "max_sessions_per_client": 1000}
-"""Every session of this module comes from one address (the loopback)."""
-
-
-def ingest(redis_url: str, port: int | None = None, **settings: object) -> Served:
-    port = port or free_port()
-    config = Settings(redis_url=redis_url, ingest_port=port, **(PER_CLIENT | settings))  # type: ignore[arg-type]
-    return Served(
-        lambda client: create_app(config, client), redis_url, port, ws_max_size=1 << 20, lifespan="off"
-    )
 
 
 @pytest.fixture

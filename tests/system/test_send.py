@@ -377,7 +377,3 @@ def test_a_sound_card_channel_through_portaudio_and_a_pulseaudio_null_sink(
     found = positions(speech, held)
     assert len(found) == length_s
     assert_in_order(found)
-
-
-"""The concert sample's first four sentences: they end in a pause (20.45-21.05 s of silence)."""
-"""A live source may do this much worse than the same audio sent from the file (timing moves the steps)."""

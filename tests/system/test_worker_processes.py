@@ -9,55 +9,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
 
-from asr_worker.core.seam import Segment, TranscribeRequest
-from asr_worker.service.worker import Worker
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
-from common.settings import Settings
 
-JA_TEXT = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 携帯電話の 電源を お切りください。 " * 2
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
     "Photography is not allowed during the performance. The first half is Mozart."
 )
 CHUNK_S = 0.25
-
-
-@dataclass
-class BilingualScript:
-    """Hears the Japanese script when transcribing and the English one when translating."""
-
-    ja: ScriptedTranscriber = field(
-        default_factory=lambda: ScriptedTranscriber(ScriptedTranscriber.from_text(JA_TEXT), flip_last=True)
-    )
-    en: ScriptedTranscriber = field(
-        default_factory=lambda: ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT), flip_last=True)
-    )
-
-    def transcribe(self, request: TranscribeRequest) -> list[Segment]:
-        engine = self.en if request.options.task == "translate" else self.ja
-        return engine.transcribe(request)
-
-    def audio_s(self) -> float:
-        return max(self.ja.timeline[-1].end, self.en.timeline[-1].end) + 1.0
-
-
-def settings(url: str, worker_id: str, ttl_s: float = 1.0) -> Settings:
-    return Settings(redis_url=url, worker_id=worker_id, lease_ttl_s=ttl_s, worker_capacity=2)
-
-
-def worker(url: str, worker_id: str, ttl_s: float = 1.0) -> Worker:
-    return Worker(settings(url, worker_id, ttl_s), lambda _: BilingualScript(), vad=False)
 
 
 async def create_session(

@@ -4,43 +4,9 @@ address and minute, sessions open per address, pages of other sites, and audio n
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
-from common.redis_conn import EmbeddedRedis
-from common.settings import Settings
 from ingest.admission import RateLimiter, origin_refusal
-from ingest.app import create_app
-from tests.served import Served
-
-
-@pytest.fixture
-def own_redis() -> Iterator[EmbeddedRedis]:
-    """A server of the test's own: the counts of the client address 127.0.0.1 start at 0."""
-    server = EmbeddedRedis()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def ingest(own_redis: EmbeddedRedis) -> Iterator[Callable[..., Served]]:
-    started: list[Served] = []
-
-    def start(**values: Any) -> Served:
-        settings = Settings(redis_url=own_redis.url, **values)
-        served = Served(lambda client: create_app(settings, client), own_redis.url)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop()
 
 
 # -- per client address ---------------------------------------------------------------------------
@@ -63,12 +29,3 @@ def test_origins_are_judged_by_host_and_port() -> None:
     assert origin_refusal({**own, "origin": "https://evil.example"}, []) is not None
     assert origin_refusal({**own, "origin": "null"}, []) is not None  # a sandboxed frame, a file
     assert origin_refusal({**own, "origin": "https://control.example"}, ["https://control.example"]) is None
-
-
-# -- audio pace -----------------------------------------------------------------------------------
-async def start(url: str, **fields: Any) -> tuple[ClientConnection, dict[str, Any]]:
-    ws = await connect(url)
-    await ws.send(json.dumps({"type": "start", **fields}))
-    ready: dict[str, Any] = json.loads(await ws.recv())
-    assert ready["type"] == "ready", ready
-    return ws, ready

@@ -8,20 +8,8 @@ first caption comes as soon with abandoned sessions present as without them.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-import numpy as np
-
 from asr_worker.service.leases import Candidate, claim_order, idle_limit_s
-from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import sessions
-from ingest.store import SessionStore
-
-CHUNK_S = 0.25
-CHUNK = float_to_pcm16(np.zeros(int(CHUNK_S * SAMPLE_RATE), dtype=np.float32))
-MAXLEN = 10_000
-WRITER = "microphone"
 
 
 # -- the decisions (pure) -------------------------------------------------------------------------
@@ -53,15 +41,3 @@ def test_live_sessions_are_claimed_before_stale_ones() -> None:
     live = Candidate(2.0, sessions.Activity("live", "streaming", "59500-0", None, 60_000))
     assert claim_order([stale, live], live_s=5.0) == ([live], [stale])
     assert claim_order([stale, live], live_s=0.0) == ([stale, live], [])
-
-
-async def stream(store: SessionStore, sid: str, seconds: float, pace: bool, start_at: int = 0) -> int:
-    """Append ``seconds`` of audio the way ingest does (at real-time pace if ``pace``); the samples sent."""
-    await store.start(sid, WRITER)
-    sample = start_at
-    began = time.monotonic()
-    for n in range(round(seconds / CHUNK_S)):
-        sample = await store.append(sid, WRITER, CHUNK, MAXLEN, sample) + len(CHUNK) // 2
-        if pace:
-            await asyncio.sleep(max(0.0, began + (n + 1) * CHUNK_S - time.monotonic()))
-    return sample

@@ -8,29 +8,13 @@ original recording block by block, so a hole, a repeat or a wrong channel shows.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from common.audio import float_to_pcm16, load_audio
+from common.audio import float_to_pcm16
 from wsp.send.device import parse_channels
 from wsp.send.media import redact
 from wsp.send.meter import SILENCE_WARN_S, LevelWatch
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "common" / "samples" / "ja_concert.wav"
-"""Normalised correlation of a second of what the session holds with the original: AAC at 128 kb/s and two
-resamplings keep it well above this; a second from elsewhere, or mixed with another channel, falls below."""
-"""Consecutive seconds of the session must lie one second apart in the original (give or take this)."""
-
-
-@pytest.fixture(scope="module")
-def original() -> np.ndarray:
-    return load_audio(SAMPLE)
-
-
-"""Every session of this module comes from one address (the loopback)."""
 
 
 # -- the parts on their own --------------------------------------------------------------------------
@@ -67,7 +51,3 @@ def test_channels_count_from_one_and_secrets_stay_off_the_screen() -> None:
     assert "hunter22" not in shown and "mode=caller" in shown and "streamid=x" in shown
     assert "pw" not in redact("rtmp://user:pw@host/live/key")
     assert redact("/srv/talk.wav") == "/srv/talk.wav"
-
-
-"""The concert sample's first four sentences: they end in a pause (20.45-21.05 s of silence)."""
-"""A live source may do this much worse than the same audio sent from the file (timing moves the steps)."""
