@@ -30,16 +30,14 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
 
 
 async def async_wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = INTERVAL_S
+    predicate: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = INTERVAL_S
 ) -> T:
-    """:func:`wait_until` for the event loop: ``predicate`` may be a plain or a coroutine function."""
+    """:func:`wait_until` for the event loop: ``predicate`` is a coroutine function."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
+        value = await predicate()
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout} s for {what}; last seen {value!r}")
         await asyncio.sleep(interval)

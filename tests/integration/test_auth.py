@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +22,12 @@ from websockets.sync.client import connect
 from common import auth
 from common.contract import keys
 from common.redis_conn import EmbeddedRedis
+from common.schemas import CaptionEvent
 from common.settings import Settings
 from common.ws_protocol import WebSocketProtocol
 from ingest.app import create_app as create_ingest
 from publisher.app import create_app as create_publisher
+from tests.waiting import wait_until
 
 API_KEY = "k" * 12 + "-test-key-0123"
 
@@ -53,10 +54,7 @@ def _serve(app: Any, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, log_config=None)
     server = uvicorn.Server(config)
     threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "a service did not start"
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 20, "a service to start")
     return server
 
 
@@ -192,10 +190,14 @@ def test_captions_and_exports_need_a_token_of_the_session(services: Services) ->
             f"{services.publisher}/v1/sessions/{sid}/captions.vtt", params={"token": token or ""}, timeout=10
         )
         assert_unauthorized(export)
+    said = CaptionEvent(
+        type="final", track="ja", seq=1, text="こんばんは。", start=0.0, end=1.0, emitted_at=0.0
+    )
+    services.db.xadd(keys.captions(sid), {"event": said.model_dump_json()})
     for token in (mine["read_token"], mine["audio_token"], API_KEY):
-        with connect(services.captions_ws(sid, token), open_timeout=10) as ws, pytest.raises(TimeoutError):
-            ws.recv(timeout=0.3)  # subscribed, waiting for captions: not refused
+        with connect(services.captions_ws(sid, token), open_timeout=10) as ws:
+            assert CaptionEvent.model_validate_json(ws.recv(timeout=10)) == said  # let in: the captions come
         vtt = httpx.get(f"{services.publisher}/v1/sessions/{sid}/captions.vtt", params={"token": token})
         assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
-    with connect(mine["captions_url"], open_timeout=10) as ws, pytest.raises(TimeoutError):
-        ws.recv(timeout=0.3)  # the URL ingest returned works as it is
+    with connect(mine["captions_url"], open_timeout=10) as ws:
+        assert CaptionEvent.model_validate_json(ws.recv(timeout=10)) == said  # the URL ingest returned works

@@ -27,6 +27,7 @@ from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from publisher.app import create_app
 from tests.served import Served, free_port
+from tests.waiting import async_wait_until
 
 SENTENCES = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -86,17 +87,17 @@ async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
 
 
 async def wait_ended(redis: Redis, sid: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while await redis.hget(keys.session(sid), "status") != b"ended":
-        assert time.monotonic() < deadline, "the session did not end in time"
-        await asyncio.sleep(0.05)
+    async def ended() -> bool:
+        return bool(await redis.hget(keys.session(sid), "status") == b"ended")
+
+    await async_wait_until(ended, timeout_s, f"session {sid} to end")
 
 
 async def finals_at_least(redis: Redis, sid: str, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while sum(e.type == "final" for e in await captions(redis, sid)) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} finals in time"
-        await asyncio.sleep(0.05)
+    async def enough() -> bool:
+        return sum(e.type == "final" for e in await captions(redis, sid)) >= count
+
+    await async_wait_until(enough, timeout_s, f"{count} finals of {sid}")
 
 
 def test_the_audio_stream_stays_small_and_a_resumed_worker_finds_what_it_needs(redis_url: str) -> None:

@@ -21,6 +21,7 @@ from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
 from tests.served import Served, free_port
+from tests.waiting import wait_until
 from wsp.client import open_session, push_audio
 
 MAX_FRAME = 3200
@@ -111,10 +112,7 @@ def audio_entries(db: redis.Redis, sid: str) -> list[dict[str, bytes]]:
 
 
 def wait_entries(db: redis.Redis, sid: str, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(audio_entries(db, sid)) < count:
-        assert time.monotonic() < deadline, "audio did not land"
-        time.sleep(0.02)
+    wait_until(lambda: len(audio_entries(db, sid)) >= count, 10, f"{count} audio entries to land")
 
 
 def tone(samples: int, seed: int) -> bytes:

@@ -32,6 +32,7 @@ from common.settings import Settings
 from publisher.hub import CaptionHub
 from publisher.metrics import PublisherMetrics
 from tests.served import Served, free_port
+from tests.waiting import wait_until
 from wsp.cli import main
 from wsp.probe import run_check
 
@@ -58,10 +59,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(condition, timeout, what)
 
 
 def run_in_thread(coro: Coroutine[Any, Any, None]) -> threading.Thread:

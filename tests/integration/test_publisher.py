@@ -31,6 +31,7 @@ from common.settings import Settings
 from publisher.app import create_app
 from publisher.hub import CaptionHub
 from tests.served import Served, free_port
+from tests.waiting import wait_until
 from wsp.cli import main
 
 QUEUE = 16
@@ -56,10 +57,7 @@ class Publisher:
 
     def wait_displays(self, sid: str, count: int) -> None:
         """Wait until ``count`` displays of the session are subscribed (the hub says so)."""
-        deadline = time.monotonic() + 10
-        while self.hub.displays(sid) != count:
-            assert time.monotonic() < deadline, f"{self.hub.displays(sid)} displays, wanted {count}"
-            time.sleep(0.01)
+        wait_until(lambda: self.hub.displays(sid) == count, 10, f"{count} displays of {sid}")
 
 
 @pytest.fixture(scope="module")
@@ -181,10 +179,9 @@ def test_two_displays_get_the_same_finals_over_one_subscription(
     first.close()
     second.close()
     publisher.wait_displays(s.sid, 0)
-    deadline = time.monotonic() + 5
-    while db.pubsub_numsub(keys.live(s.sid))[0][1] != 0:
-        assert time.monotonic() < deadline, "the last display left but the subscription stayed"
-        time.sleep(0.02)
+    wait_until(
+        lambda: db.pubsub_numsub(keys.live(s.sid))[0][1] == 0, 5, "the subscription to end with the displays"
+    )
 
 
 def test_tracks_filter_only_sends_the_requested_track(publisher: Publisher, db: redis.Redis) -> None:

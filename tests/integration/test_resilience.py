@@ -29,6 +29,7 @@ from common.settings import Settings
 from ingest.app import create_app as create_ingest
 from publisher.app import create_app as create_publisher
 from tests.integration.restartable import RestartableRedis, serve_in_thread
+from tests.waiting import async_wait_until
 
 TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -118,10 +119,11 @@ def test_a_session_survives_a_frozen_and_a_restarted_redis(redis_server: Restart
             await asyncio.sleep(2.0)
             await asyncio.to_thread(redis_server.start)
             await writing
-            deadline = time.monotonic() + 60
-            while await with_retry(lambda: redis.hget(keys.session(sid), "status")) != b"ended":
-                assert time.monotonic() < deadline, "the session did not end"
-                await asyncio.sleep(0.1)
+
+            async def ended() -> bool:
+                return bool(await with_retry(lambda: redis.hget(keys.session(sid), "status")) == b"ended")
+
+            await async_wait_until(ended, 60, "the session to end")
             await asyncio.wait_for(display, 30)
             rows: Any = await redis.xrange(keys.captions(sid))
             return [CaptionEvent.model_validate_json(f[b"event"]) for _, f in rows], shown

@@ -26,6 +26,7 @@ from common.settings import Settings
 from publisher.app import create_app
 from publisher.server import display_socket_options
 from tests.served import Served
+from tests.waiting import wait_until
 
 TIMEOUT_S = 1.0
 
@@ -86,10 +87,7 @@ def displays(served: Served, sid: str) -> int:
 
 
 def wait_displays(served: Served, sid: str, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while displays(served, sid) != count:
-        assert time.monotonic() < deadline, f"{displays(served, sid)} displays, not {count}"
-        time.sleep(0.02)
+    wait_until(lambda: displays(served, sid) == count, 10, f"{count} displays")
 
 
 def test_a_display_that_reads_nothing_is_dropped_as_too_slow_and_counted(

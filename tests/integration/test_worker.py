@@ -19,6 +19,7 @@ from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
+from tests.waiting import async_wait_until
 
 JA_TEXT = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 携帯電話の 電源を お切りください。 " * 2
 EN_TEXT = (
@@ -92,11 +93,7 @@ async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
+    await async_wait_until(check, timeout_s, "the workers to get there")
 
 
 async def ended(redis: Redis, sid: str) -> bool:

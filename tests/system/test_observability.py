@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,16 +17,14 @@ import publisher.app
 from common.redis_conn import EmbeddedRedis
 from common.settings import Settings
 from tests.served import Served, free_port
+from tests.waiting import wait_until
 from wsp.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(condition, timeout, what)
 
 
 def test_readyz_says_503_when_redis_is_down_and_the_probe_exits_1(

@@ -21,6 +21,7 @@ from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.contract import keys
 from common.schemas import CaptionEvent
+from tests.waiting import async_wait_until
 from wsp.bench.failover import failover_once, measure
 from wsp.bench.processes import Display, LocalPipeline, audio_for, stream
 from wsp.client import SessionInfo, open_session
@@ -136,8 +137,11 @@ def test_a_display_that_reconnects_with_since_gets_exactly_what_it_missed(live: 
             pushing = stream(info.audio_url, audio_for(WORDS))
             await asyncio.wait_for(leaving, SESSION_S)  # gone after its third final
             last = before.finals()[-1].seq
-            while await _finals_stored(db, info.id) < (last or 0) + 2:  # captions go on without it
-                await asyncio.sleep(0.02)
+
+            async def gone_on() -> bool:  # captions go on without it
+                return await _finals_stored(db, info.id) >= (last or 0) + 2
+
+            await async_wait_until(gone_on, SESSION_S, "captions to go on without the display")
             back_at = time.time()
             after = display(info, f"since={last}")
             await asyncio.wait_for(after.run(), DONE_S)

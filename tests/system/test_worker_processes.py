@@ -20,6 +20,7 @@ from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import keys
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
+from tests.waiting import async_wait_until
 
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -65,11 +66,7 @@ async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
+    await async_wait_until(check, timeout_s, "the workers to get there")
 
 
 async def ended(redis: Redis, sid: str) -> bool:
