@@ -110,10 +110,15 @@ def test_a_created_session_takes_no_worker_place_until_its_audio_arrives(redis_u
                 quiet = "idle-created"
                 store = await create(redis, quiet)
                 await store.start(quiet, WRITER)  # a page that said start and sent nothing
-                await asyncio.sleep(1.0)
-                assert worker.owned == []
+                speaker = "idle-created-speaker"  # created after it, and streaming
+                await stream(await create(redis, speaker), speaker, 0.5, pace=False)
+                assert await wait_until(lambda: _holder_is(redis, speaker, "w-wait"), 5.0)
+                # the worker's only place went to the later session with audio: the silent one took none
+                assert worker.owned == [speaker]
                 assert await leases.holder(redis, quiet) is None
                 assert await redis.zscore(keys.sessions_active(), quiet) is not None  # still open
+                await store.end(speaker, WRITER)
+                assert await wait_until(lambda: _owns(worker, 0), 10.0)
                 await store.append(quiet, WRITER, CHUNK, MAXLEN, 0)
                 assert await wait_until(lambda: _holder_is(redis, quiet, "w-wait"), 5.0)
         finally:

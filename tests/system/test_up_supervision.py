@@ -20,6 +20,7 @@ import redis
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from tests.served import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,16 +49,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def answering(check: Callable[[], bool]) -> Callable[[], bool]:
+    """``check``, read as False while what it asks does not answer (Redis or a service restarting)."""
+
+    def attempt() -> bool:
         try:
-            if check():
-                return True
+            return check()
         except (redis.RedisError, httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.1)
-    return False
+            return False
+
+    return attempt
 
 
 @pytest.fixture
@@ -101,14 +102,15 @@ def test_up_starts_its_redis_again_when_it_dies_and_never_leaves_it_behind(
         assert db.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         first = int(db.info("server")["process_id"])
         os.kill(first, signal.SIGKILL)
-        assert wait_for(lambda: int(db.info("server")["process_id"]) != first, 10), "redis did not come back"
+        wait_until(answering(lambda: int(db.info("server")["process_id"]) != first), 10, "redis to come back")
         second = int(db.info("server")["process_id"])
         assert proc.poll() is None  # `wsp up` goes on
         ingest = f"http://127.0.0.1:{env['WSP_INGEST_PORT']}"
-        assert wait_for(lambda: httpx.post(f"{ingest}/v1/sessions", json={}).status_code == 201, 15)
+        created = answering(lambda: httpx.post(f"{ingest}/v1/sessions", json={}).status_code == 201)
+        wait_until(created, 15, "ingest to create a session again")
         os.kill(proc.pid, signal.SIGKILL)  # `wsp up` itself dies, without a chance to clean up
         proc.wait()
-        assert wait_for(lambda: not alive(second), 10), "redis-server outlived `wsp up`"
+        wait_until(lambda: not alive(second), 10, "redis-server to end with `wsp up`")
     finally:
         db.close()
 

@@ -1,12 +1,20 @@
-"""Admission that one client cannot exhaust (real Redis, ingest under uvicorn): sessions created per client
-address and minute, sessions open per address, pages of other sites, and audio no faster than its pace.
+"""Admission that one client cannot exhaust: sessions created per client address and minute, sessions open
+per address (counted in Redis: fakeredis here, the real server in the integration tier), pages of other sites.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import fakeredis
 import pytest
 
+from common.contract import clients, keys, leases, sessions
+from common.schemas import SessionRecord, TrackSpec
+from common.settings import Settings
 from ingest.admission import RateLimiter, origin_refusal
+from ingest.store import ClientQuota, SessionStore, TooManyForClient
 
 
 # -- per client address ---------------------------------------------------------------------------
@@ -29,3 +37,36 @@ def test_origins_are_judged_by_host_and_port() -> None:
     assert origin_refusal({**own, "origin": "https://evil.example"}, []) is not None
     assert origin_refusal({**own, "origin": "null"}, []) is not None  # a sandboxed frame, a file
     assert origin_refusal({**own, "origin": "https://control.example"}, ["https://control.example"]) is None
+
+
+# -- sessions open per client address (fakeredis: Redis semantics without a server) ---------------
+def test_the_eleventh_open_session_of_one_address_is_refused_until_one_has_ended() -> None:
+    most = Settings.model_fields["max_sessions_per_client"].default
+    keep_ms = 60_000
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        store = SessionStore(redis)
+        venue = ClientQuota(clients.client_id("203.0.113.7"), most, keep_ms)
+
+        async def open_one(sid: str, client: ClientQuota) -> None:
+            record = SessionRecord(
+                id=sid, language="en", tracks=[TrackSpec(name="en")], created_at=time.time()
+            )
+            await store.create(record, client=client)
+
+        for n in range(most):
+            await open_one(f"s-venue-{n}", venue)
+        with pytest.raises(TooManyForClient, match=f"already has {most} sessions open"):
+            await open_one("s-venue-extra", venue)
+        assert await redis.exists(keys.session("s-venue-extra")) == 0  # nothing of it is kept
+        await open_one("s-neighbour", ClientQuota(clients.client_id("198.51.100.2"), most, keep_ms))
+
+        lease = await leases.claim(redis, "s-venue-0", "w-1", 10_000)  # a worker ends one of them
+        assert lease is not None
+        await sessions.close(redis, lease, ["en"], retention_ms=1_000)
+        await open_one("s-venue-again", venue)
+        assert 0 < await redis.pttl(keys.client_sessions(venue.id)) <= keep_ms  # forgotten in time
+        await redis.aclose()
+
+    asyncio.run(scenario())

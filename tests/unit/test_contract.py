@@ -6,11 +6,13 @@ layout that ingest, workers and publishers of different versions share cannot pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import fakeredis
 import pytest
 
-from common.contract import captions, keys
+from common.contract import captions, keys, sessions
 from common.schemas import (
     AUDIO_REPLY,
     CAPTIONS_MESSAGE,
@@ -20,6 +22,8 @@ from common.schemas import (
     AudioReady,
     CaptionEvent,
     ErrorMessage,
+    SessionRecord,
+    TrackSpec,
 )
 
 SID = "s-1"
@@ -105,3 +109,36 @@ def test_the_captions_socket_carries_events_and_refusals() -> None:
     assert isinstance(event, CaptionEvent) and event.seq == 3
     refusal = CAPTIONS_MESSAGE.validate_json('{"type": "error", "code": "unknown_track", "message": "m"}')
     assert isinstance(refusal, ErrorMessage)
+
+
+# -- the session record through its scripts (fakeredis: Redis semantics without a server) -----------
+def test_a_session_reads_back_as_created_and_one_past_capacity_leaves_nothing() -> None:
+    def record(sid: str) -> SessionRecord:
+        tracks = [TrackSpec(name="ja"), TrackSpec(name="en", task="translate")]
+        return SessionRecord(
+            id=sid, title="Concert", language="ja", tracks=tracks, glossary=["Bach"], created_at=1.5
+        )
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        hashes = {sessions.READ_TOKEN_SHA256: "r" * 64, sessions.AUDIO_TOKEN_SHA256: "a" * 64}
+        assert await sessions.create(redis, record("s-first"), hashes, max_sessions=2)
+        assert await sessions.create(redis, record("s-second"), {}, max_sessions=2)
+        assert not await sessions.create(redis, record("s-third"), {}, max_sessions=2)
+        assert await redis.exists(keys.session("s-third")) == 0  # refused: nothing kept
+        assert [sid for sid, _ in await sessions.active(redis)] == ["s-first", "s-second"]
+
+        view = await sessions.load(redis, "s-first")
+        assert view is not None and (view.samples, view.audio_ended) == (0, False)
+        assert view.record == record("s-first")
+        assert await sessions.token_hashes(redis, "s-first") == hashes
+        assert (await sessions.start_audio(redis, "s-first", "writer-1")).verdict is sessions.AudioVerdict.OK
+        started = await sessions.load(redis, "s-first")
+        assert started is not None and started.record.status == "streaming"
+        assert await sessions.load(redis, "s-unknown") is None
+        await redis.hset(keys.session("s-second"), sessions.RECORD, '{"schema_version": 2}')
+        with pytest.raises(sessions.UnreadableSession):
+            await sessions.load(redis, "s-second")
+        await redis.aclose()
+
+    asyncio.run(scenario())

@@ -4,10 +4,20 @@ keeping its sessions across a restart, and session ids and tokens that begin wit
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import fakeredis
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from common.contract import links
 from common.errors import ConfigError
+from common.schemas import SessionRecord, TrackSpec
 from common.settings import Settings, load_settings
+from ingest.displays import build_links
+from publisher.pages import add_short_links
+from tests.waiting import async_wait_until
 from wsp.cli import SECRET_VALUED, build_parser, glue_dashed_values, main
 from wsp.network import exposure_notes, for_venue, is_loopback, lan_address
 
@@ -58,3 +68,40 @@ def test_the_wsp_command_takes_a_dashed_token(capsys: pytest.CaptureFixture[str]
     argv = ["simulate", "/nonexistent.wav", "--url", "http://127.0.0.1:9", "--session", "s", "--token", "-t"]
     code = main(argv)
     assert code == 2 and "expected one argument" not in capsys.readouterr().err
+
+
+# -- short links (fakeredis: Redis semantics without a server) ------------------------------------
+def test_a_short_link_opens_its_display_until_it_expires() -> None:
+    base = "http://192.0.2.10:8001"
+    record = SessionRecord(
+        id="s-talk", language="ja", tracks=[TrackSpec(name="ja"), TrackSpec(name="en")], created_at=0.0
+    )
+
+    async def scenario() -> None:
+        redis = fakeredis.FakeAsyncRedis()
+        app = FastAPI()
+        add_short_links(app, redis)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base) as phone:
+            made = await build_links(redis, Settings(), base, record, "read-token")
+            assert [
+                link.short_url for link in await build_links(redis, Settings(), base, record, "read-token")
+            ] == [link.short_url for link in made]  # a reload of the microphone page offers the same codes
+            for link in made:
+                code = link.short_url.rsplit("/", 1)[1]
+                typed = f"/d/{code.upper()}"  # read aloud, typed in capitals
+                opened = await phone.get(typed)
+                assert opened.status_code == 302, typed
+                assert base + opened.headers["location"] == link.url
+            assert (await phone.get("/d/zzzz-zzzz")).status_code == 404
+
+            await links.save(redis, "brief0001", links.LinkTarget("s-talk", "token=read-token"), ttl_s=0.05)
+            assert (await phone.get("/d/brief-0001")).status_code == 302
+
+            async def gone() -> bool:
+                return (await phone.get("/d/brief-0001")).status_code == 404
+
+            await async_wait_until(gone, 5, "the short link to expire")
+        await redis.aclose()
+
+    asyncio.run(scenario())
