@@ -192,6 +192,20 @@ def is_silence(segment: Segment, options: StreamingOptions) -> bool:
     )
 
 
+def is_copy(key: str, made_up: Sequence[str], min_chars: int) -> bool:
+    """Whether a segment (its normalised text ``key``) repeats one judged made up earlier in the same decode.
+
+    Within a window Whisper conditions each segment on the ones before it: a segment that says again what
+    an earlier one said is the decoder copying itself, and copying raises its word probabilities without
+    any new evidence from the audio (noise read as 「スタッフルーツ」 at 0.29, then twice more at 0.72 and
+    0.86). The copy carries the verdict of its original. A passage a speaker really says twice is heard
+    with confidence the first time, so its repeat keeps its own verdict.
+    """
+    return any(
+        len(original) >= min_chars and (key == original or key.startswith(original)) for original in made_up
+    )
+
+
 def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[Word] = ()) -> list[Segment]:
     """Drop made-up segments and cut repetition loops; everything after a loop is dropped too.
 
@@ -203,10 +217,18 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
     said = "".join(normalise(w.text) for w in history)
     repeat_min = REPEAT_MIN_CHARS_UNSPACED if options.joiner == "" else REPEAT_MIN_CHARS
     heard: list[Segment] = []
+    made_up: list[str] = []
     for segment in segments:
         if is_too_fast(segment, options):
             break  # squeezed in where there was no speech to hear: what follows is no better
-        if not (is_silence(segment, options) or is_known_hallucination(segment.text)):
+        key = normalise(segment.text)
+        if (
+            is_silence(segment, options)
+            or is_known_hallucination(segment.text)
+            or is_copy(key, made_up, repeat_min)
+        ):
+            made_up.append(key)
+        else:
             heard.append(segment)
     for decoded in (segments, heard):  # the whole decode, and what is left of it once made-up text is out
         text = "".join(normalise(s.text) for s in decoded)

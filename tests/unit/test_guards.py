@@ -262,3 +262,12 @@ def test_loops_are_recognised_by_shape_whatever_their_length() -> None:
 )
 def test_the_subtitle_credit_family_is_recognised_as_a_class(text: str) -> None:
     assert guards.is_known_hallucination(text)
+
+
+def test_a_copy_of_a_made_up_segment_is_made_up_too() -> None:
+    # White noise read as 「スタッフルーツを使って、」 with unsure words, then said again in the same window:
+    # the copy's words are sure (the decoder copying itself), but it repeats what was made up.
+    text = ("スタ", "ッフ", "ルー", "ツを", "使っ", "て、")
+    first = segment(*text, no_speech_prob=0.69, word_probability=0.23)
+    copy = segment(*text, start=4.4, no_speech_prob=0.69, word_probability=0.72)
+    assert guards.clean([first, copy], OPTIONS) == []
