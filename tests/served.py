@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
+
+from tests.waiting import wait_until
 
 START_TIMEOUT_S = 20.0
 
@@ -51,11 +52,12 @@ class Served:
 
         self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (self._holder.get("server") and self._holder["server"].started):
-            assert time.monotonic() < deadline, "the service did not start"
+
+        def started() -> bool:
             assert self._thread.is_alive(), "the service stopped while starting"
-            time.sleep(0.02)
+            return bool(self._holder.get("server") and self._holder["server"].started)
+
+        wait_until(started, START_TIMEOUT_S, "the service to start")
 
     @property
     def app(self) -> Any:

@@ -200,6 +200,20 @@ def english_only(segment: Segment) -> Segment:
     return replace(segment, words=words)
 
 
+def is_copy(key: str, made_up: Sequence[str], min_chars: int) -> bool:
+    """Whether a segment (its normalised text ``key``) repeats one judged made up earlier in the same decode.
+
+    Within a window Whisper conditions each segment on the ones before it: a segment that says again what
+    an earlier one said is the decoder copying itself, and copying raises its word probabilities without
+    any new evidence from the audio (noise read as 「スタッフルーツ」 at 0.29, then twice more at 0.72 and
+    0.86). The copy carries the verdict of its original. A passage a speaker really says twice is heard
+    with confidence the first time, so its repeat keeps its own verdict.
+    """
+    return any(
+        len(original) >= min_chars and (key == original or key.startswith(original)) for original in made_up
+    )
+
+
 def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[Word] = ()) -> list[Segment]:
     """Drop made-up segments and cut repetition loops; everything after a loop is dropped too.
 
@@ -213,10 +227,18 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
     said = "".join(normalise(w.text) for w in history)
     repeat_min = REPEAT_MIN_CHARS_UNSPACED if options.joiner == "" else REPEAT_MIN_CHARS
     heard: list[Segment] = []
+    made_up: list[str] = []
     for segment in segments:
         if is_too_fast(segment, options):
             break  # squeezed in where there was no speech to hear: what follows is no better
-        if not (is_silence(segment, options) or is_known_hallucination(segment.text)):
+        key = normalise(segment.text)
+        if (
+            is_silence(segment, options)
+            or is_known_hallucination(segment.text)
+            or is_copy(key, made_up, repeat_min)
+        ):
+            made_up.append(key)
+        else:
             heard.append(segment)
     for decoded in (segments, heard):  # the whole decode, and what is left of it once made-up text is out
         text = "".join(normalise(s.text) for s in decoded)
@@ -240,8 +262,8 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
         # The segment's own text: Whisper scores the whole window, so one looping segment would
         # condemn the good segments decoded with it.
         ratio = compression_ratio(options.joiner.join(w.text for w in words))
-        made_up = looped and segment.no_speech_prob > options.loop_no_speech_threshold
-        if words and ratio <= options.compression_ratio_threshold and not made_up:
+        invented = looped and segment.no_speech_prob > options.loop_no_speech_threshold
+        if words and ratio <= options.compression_ratio_threshold and not invented:
             kept.append(
                 Segment(
                     segment.start,

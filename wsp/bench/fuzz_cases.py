@@ -23,6 +23,7 @@ END = json.dumps({"type": "end"})
 
 CLOSE_OK = 1000
 CLOSE_TOO_BIG = 1009
+URI_TOO_LONG = 414
 """What the WebSocket layer itself answers to a message over its size limit (RFC 6455)."""
 CLOSE_SERVER_ERROR = 1011
 
@@ -48,7 +49,9 @@ class Verdict(Enum):
     CLEAR = "clear"
     """The expected answer: a JSON error then a 4xxx close / 4xx status, or the success a control expects."""
     CLEAR_CLOSE_ONLY = "clear_close_only"
-    """A frame over the WebSocket layer's size limit: the standard 1009 close, no JSON can follow it."""
+    """Refused by the protocol layer before the service sees it, with the standard code that names the
+    problem and no JSON: a frame over the WebSocket layer's size limit (1009 close), a request line over
+    the HTTP layer's limit (414, whose plain-text body depends on the server library's version)."""
     UNEXPECTED_CODE = "unexpected_code"
     """A clear JSON error, but with another code than the case expects."""
     UNCLEAR = "unclear"
@@ -128,6 +131,8 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
         status = outcome.status
         if status >= 500:
             return Verdict.CRASH
+        if status == URI_TOO_LONG:
+            return Verdict.CLEAR_CLOSE_ONLY if status in case.expect else Verdict.UNEXPECTED_CODE
         if not (400 <= status < 500 and _is_error(outcome.messages[-1] if outcome.messages else None)):
             return Verdict.UNCLEAR
         return Verdict.CLEAR if status in case.expect else Verdict.UNEXPECTED_CODE
@@ -231,7 +236,7 @@ def _ws(rng: random.Random, limits: Limits) -> WsCase:
         )
         first: bytes | str = START if rng.random() < 0.5 else _pcm(rng, 100)
         if len(token) > 8000:  # a URL over the handshake's line limit: refused before the WebSocket opens
-            denied = frozenset([414])
+            denied = frozenset([URI_TOO_LONG])
         return WsCase(kind, (first, *frames, END), denied, token=token)
     if kind == "garbage_audio_stream":  # any even-length bytes are valid PCM: accepted, then ended
         token = rng.choice(["audio", "key"])
