@@ -129,6 +129,14 @@ processor shrinks them (``step_budget_s``).
 """
 
 
+TRANSLATION_DEFAULTS = {"max_tokens_per_s": 8.0}
+"""Decoding of a translation, where not given. English says a second of Japanese speech in fewer tokens
+than the transcript takes, so fewer tokens per second bound a step: Whisper base, translating, goes round in
+loops ("the power of the power of the ...") that would cost a step its whole token budget before the guards
+drop them.
+"""
+
+
 class StreamingOptions(BaseModel):
     """Decoding and agreement parameters for one streaming track."""
 
@@ -206,6 +214,18 @@ class StreamingOptions(BaseModel):
     compression_ratio_threshold: float = Field(
         2.4, gt=1, description="Segments more repetitive than this (gzip ratio) are never committed."
     )
+    word_timestamps: bool = Field(
+        True,
+        description="Decode word timestamps (an alignment pass): streaming agreement needs them; the "
+        "translation of a whole unit does not (its words are spread over its segment), and saves the pass.",
+    )
+    no_repeat_ngram_size: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Never decode the same n tokens twice in one step (0: off). Off by default: with "
+        "Whisper base a forbidden repeat turns a translation into made-up romanised words.",
+    )
     max_repeats: int = Field(
         3, ge=2, description="A piece of text repeated this many times in a row is a loop: cut it."
     )
@@ -225,6 +245,8 @@ class StreamingOptions(BaseModel):
             language = str(data.get("language", "ja")).strip().lower()
             if language not in UNSPACED_LANGUAGES:
                 data = {**SPACED_SPEECH_DEFAULTS, **data}
+            if data.get("task") == "translate":
+                data = {**TRANSLATION_DEFAULTS, **data}
         return data
 
     @model_validator(mode="after")
@@ -242,3 +264,8 @@ class StreamingOptions(BaseModel):
     def joiner(self) -> str:
         """How committed pieces are joined: nothing for Japanese and friends, a space otherwise."""
         return "" if self.output_language in UNSPACED_LANGUAGES else " "
+
+    @property
+    def source_joiner(self) -> str:
+        """How the spoken language's pieces are joined (the transcript a translation is made from)."""
+        return "" if self.language in UNSPACED_LANGUAGES else " "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from common.http_headers import FixedHeaders
 from common.metrics import metrics_response
 from common.schemas import ErrorMessage, SessionRecord
 from common.settings import Settings
-from publisher.export import build_cues, rules_for, to_srt, to_vtt
+from publisher.export import build_bilingual_cues, build_cues, rules_for, to_srt, to_vtt
 from publisher.hub import CLOSE_TOO_SLOW, CaptionHub, Display
 from publisher.metrics import PublisherMetrics
 from publisher.pages import add_display_page, add_short_links
@@ -188,18 +189,26 @@ async def _export(
             return JSONResponse(_error("unknown_session", f"there is no session {sid!r}"), status_code=404)
         names = [t.name for t in record.tracks]
         chosen = track or names[0]
-        if chosen not in names:
-            message = f"session {sid!r} has no track {chosen[:40]!r}; it has {', '.join(names)}"
+        wanted = [name for name in re.split(r"[+, ]", chosen) if name] or [names[0]]
+        unknown = next((name for name in wanted if name not in names), None)
+        if unknown is not None or len(wanted) > 2:
+            what = f"no track {unknown[:40]!r}" if unknown is not None else "more than two tracks asked for"
+            message = f"session {sid!r} has {what}; it has {', '.join(names)} (one, or two as ja+en)"
             return JSONResponse(_error("unknown_track", message), status_code=400)
-        finals = await CaptionHistory(redis, sid).finals(chosen)
+        history = CaptionHistory(redis, sid)
+        finals = [await history.finals(name) for name in wanted]
     except sessions.UnreadableSession:
         return JSONResponse(_error("unreadable_session", "the session record cannot be read"), 500)
     except (RedisError, OSError) as exc:
         log.warning("export of %s failed: %s", sid, exc, extra={"session": sid})
         return JSONResponse(_error("unavailable", "caption storage is unreachable, try again"), 503)
     media_type, write = FORMATS[fmt]
-    body = write(build_cues(finals, rules_for(chosen)))
-    headers = {"Content-Disposition": f'inline; filename="{sid}-{chosen}.{fmt}"'}
+    if len(wanted) == 2:  # bilingual: each sentence of the first track above its translation in the second
+        cues = build_bilingual_cues(finals[0], finals[1], rules_for(wanted[0]), rules_for(wanted[1]))
+    else:
+        cues = build_cues(finals[0], rules_for(wanted[0]))
+    body = write(cues)
+    headers = {"Content-Disposition": f'inline; filename="{sid}-{"+".join(wanted)}.{fmt}"'}
     return Response(body, media_type=media_type, headers=headers)
 
 

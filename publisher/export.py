@@ -20,6 +20,7 @@ from webvtt.models import Timestamp
 
 from common.options import UNSPACED_LANGUAGES
 from common.schemas import CaptionEvent
+from common.text import join_text
 
 SENTENCE_END = re.compile(r"[。．！？!?.…][」』”’\")]*$")
 """A piece of text that ends a sentence: a cue ends after it."""
@@ -104,7 +105,7 @@ def _split_long(piece: _Piece, rules: CueRules) -> list[_Piece]:
     if len(lines) <= rules.max_lines:
         return [piece]
     chunks = [
-        rules.joiner.join(lines[i : i + rules.max_lines]) for i in range(0, len(lines), rules.max_lines)
+        join_text(lines[i : i + rules.max_lines], rules.joiner) for i in range(0, len(lines), rules.max_lines)
     ]
     total = sum(len(c) for c in chunks)
     out: list[_Piece] = []
@@ -121,13 +122,17 @@ def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
 
     A cue ends after a sentence end, before a long pause, or when the next final would not fit.
     """
-    pieces = [part for piece in _pieces(finals) for part in _split_long(piece, rules)]
+    return _cues(_pieces(finals), rules)
+
+
+def _cues(pieces_in: Sequence[_Piece], rules: CueRules) -> list[Cue]:
+    pieces = [part for piece in pieces_in for part in _split_long(piece, rules)]
     groups: list[list[_Piece]] = []
     for piece in pieces:
         current = groups[-1] if groups else None
         if current is not None:
             last = current[-1]
-            joined = rules.joiner.join([*(p.text for p in current), piece.text])
+            joined = join_text([*(p.text for p in current), piece.text], rules.joiner)
             fits = (
                 not SENTENCE_END.search(last.text)
                 and piece.start - last.end <= rules.max_pause_s
@@ -141,6 +146,53 @@ def build_cues(finals: Iterable[CaptionEvent], rules: CueRules) -> list[Cue]:
     return _timed(groups, rules)
 
 
+def build_bilingual_cues(
+    finals: Iterable[CaptionEvent],
+    translation: Iterable[CaptionEvent],
+    rules: CueRules,
+    translation_rules: CueRules,
+) -> list[Cue]:
+    """One cue per translated sentence, holding the transcript of the same audio above its translation.
+
+    A translation final carries the audio span of the transcript it translates (the interpreter commits
+    one per sentence): each transcript final goes with the translation its span overlaps most. Transcript
+    left without a translation (nothing came for it) gets cues of its own, grouped as :func:`build_cues`
+    groups them. The lines of both languages are wrapped at their own widths; a cue holds a whole
+    sentence in each, so it may have more than ``max_lines`` lines.
+    """
+    originals = _pieces(finals)
+    translated = _pieces(translation)
+    paired: list[list[_Piece]] = [[] for _ in translated]
+    alone: list[_Piece] = []
+    for piece in originals:
+        best, overlap = None, 0.0
+        for i, other in enumerate(translated):
+            shared = min(piece.end, other.end) - max(piece.start, other.start)
+            if shared > overlap or (best is None and shared >= 0 and piece.end == piece.start):
+                best, overlap = i, shared
+        if best is None:
+            alone.append(piece)
+        else:
+            paired[best].append(piece)
+    cues: list[Cue] = []
+    for other, mine in zip(translated, paired, strict=True):
+        start = min([other.start, *(p.start for p in mine)])
+        end = max([other.end, *(p.end for p in mine)])
+        lines = wrap(join_text((p.text for p in mine), rules.joiner), rules)
+        lines += wrap(other.text, translation_rules)
+        cues.append(Cue(start, end, tuple(lines)))
+    if alone:
+        cues += _cues(alone, rules)
+    cues.sort(key=lambda cue: cue.start)
+    out: list[Cue] = []
+    for i, cue in enumerate(cues):
+        end = max(cue.end, cue.start + rules.min_duration_s)
+        if i + 1 < len(cues) and cues[i + 1].start > cue.start:
+            end = min(end, cues[i + 1].start)
+        out.append(Cue(cue.start, max(end, cue.start + 0.001), cue.lines))
+    return out
+
+
 def _timed(groups: Sequence[Sequence[_Piece]], rules: CueRules) -> list[Cue]:
     cues: list[Cue] = []
     for i, group in enumerate(groups):
@@ -150,7 +202,7 @@ def _timed(groups: Sequence[Sequence[_Piece]], rules: CueRules) -> list[Cue]:
             wanted = max(end, min(wanted, groups[i + 1][0].start))
         if wanted <= start:
             wanted = start + rules.min_duration_s
-        text = rules.joiner.join(p.text for p in group)
+        text = join_text((p.text for p in group), rules.joiner)
         cues.append(Cue(start, wanted, tuple(wrap(text, rules))))
     return cues
 

@@ -165,7 +165,12 @@ def _add_benchmarks(sub: argparse._SubParsersAction) -> None:
     kinds = benchmarks.add_subparsers(dest="bench", required=True)
     stream = kinds.add_parser("stream", help="latency and accuracy of streaming one file")
     _add_stream_args(stream)
-    stream.add_argument("--ref", type=Path, help="reference transcript (UTF-8 text)")
+    stream.add_argument("--ref", type=Path, help="reference transcript or translation (UTF-8 text)")
+    stream.add_argument(
+        "--segments",
+        type=Path,
+        help="true sentences of the file, for sentence latency (default: NAME.segments.json beside it)",
+    )
     stream.add_argument("--json", action="store_true", help="print one JSON object")
     stream.set_defaults(func=bench.cmd_bench_stream)
 

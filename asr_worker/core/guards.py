@@ -7,10 +7,10 @@ import re
 import unicodedata
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asr_worker.core.seam import Segment
-from asr_worker.core.words import Word
+from asr_worker.core.words import Word, foreign_to_english
 from common.options import StreamingOptions
 
 SUBTITLE_CREDITS = tuple(
@@ -192,6 +192,14 @@ def is_silence(segment: Segment, options: StreamingOptions) -> bool:
     )
 
 
+def english_only(segment: Segment) -> Segment:
+    """The segment without its words in a script English is never written in (「では」 in a translation)."""
+    words = tuple(w for w in segment.words if not foreign_to_english(w.text))
+    if len(words) == len(segment.words):
+        return segment
+    return replace(segment, words=words)
+
+
 def is_copy(key: str, made_up: Sequence[str], min_chars: int) -> bool:
     """Whether a segment (its normalised text ``key``) repeats one judged made up earlier in the same decode.
 
@@ -213,6 +221,8 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
     commit boundary is caught as well. A loop is cut after its first occurrence (a speaker may say
     「上に、」 once); a segment that is nothing but a loop going round (Whisper on noise) is dropped whole.
     """
+    if options.task == "translate":  # Whisper translates into English only
+        segments = [english_only(s) for s in segments]
     kept: list[Segment] = []
     said = "".join(normalise(w.text) for w in history)
     repeat_min = REPEAT_MIN_CHARS_UNSPACED if options.joiner == "" else REPEAT_MIN_CHARS
@@ -252,8 +262,8 @@ def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[
         # The segment's own text: Whisper scores the whole window, so one looping segment would
         # condemn the good segments decoded with it.
         ratio = compression_ratio(options.joiner.join(w.text for w in words))
-        made_up = looped and segment.no_speech_prob > options.loop_no_speech_threshold
-        if words and ratio <= options.compression_ratio_threshold and not made_up:
+        invented = looped and segment.no_speech_prob > options.loop_no_speech_threshold
+        if words and ratio <= options.compression_ratio_threshold and not invented:
             kept.append(
                 Segment(
                     segment.start,

@@ -1,5 +1,9 @@
 """One owned session: audio from its stream into one online processor per track, each step committed.
 
+A translation track of a session that also has a transcript track is an interpreter: it follows the
+transcript (it hears every word the transcript track commits, right after that commit) and translates it
+sentence by sentence (:mod:`asr_worker.core.interpreter`); its checkpoint is saved with what it has heard.
+
 On a takeover each track resumes from its checkpoint: the processor state, and the audio re-read from
 the stream entry that holds the start of its buffer. The model runs in a thread; every step of every
 track is committed atomically under the session's fencing token (see :mod:`asr_worker.service.commit`).
@@ -20,8 +24,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from asr_worker.core.interpreter import SentenceInterpreter
 from asr_worker.core.processor import OnlineProcessor, StepResult
-from asr_worker.core.seam import SpeechDetector, Transcriber
+from asr_worker.core.seam import SpeechDetector, Transcriber, Translator
 from asr_worker.service import audio_feed
 from asr_worker.service.audio_feed import ResumeIndex
 from asr_worker.service.commit import (
@@ -33,6 +38,7 @@ from asr_worker.service.commit import (
     skip_event,
 )
 from asr_worker.service.metrics import WorkerMetrics, entry_time
+from asr_worker.transcribers.translator import WhisperTranslator
 from common.audio import SAMPLE_RATE
 from common.contract import audio, captions, sessions
 from common.contract.audio import FIRST_ENTRY, NONE_SEEN, AudioEntry
@@ -69,6 +75,11 @@ class SessionGone(WspError):
     """The session has no record in Redis (expired or never created)."""
 
 
+def transcript_track(record: SessionRecord) -> str | None:
+    """The session's transcript track, which its translation tracks follow (None if it has none)."""
+    return next((t.name for t in record.tracks if t.task == "transcribe"), None)
+
+
 def track_options(record: SessionRecord, track: TrackSpec, vad: bool = True) -> StreamingOptions:
     """The contract's options of a track: the session's language and glossary, the track's task."""
     return StreamingOptions(
@@ -81,12 +92,14 @@ class TrackRun:
     """A track being streamed: its processor, how far it has been fed, what it last showed."""
 
     name: str
-    processor: OnlineProcessor
+    processor: OnlineProcessor | SentenceInterpreter
     fed_until: int
     ended: bool = False
     last_partial: str = ""
     saved_from: str = FIRST_ENTRY
     """The audio entry its saved checkpoint resumes from: nothing before it is needed any more."""
+    follows: str | None = None
+    """For an interpreter: the transcript track it translates."""
 
 
 class SessionRunner:
@@ -103,11 +116,15 @@ class SessionRunner:
         metrics: WorkerMetrics | None = None,
         limits: RunLimits | None = None,
         others_wait: Callable[[], bool] | None = None,
+        translator: Translator | None = None,
     ) -> None:
+        """``translator`` translates the units of a translation track (default: Whisper's own translation
+        with ``transcriber``'s model)."""
         self.redis = redis
         self.lease = lease
         self.sid = lease.sid
         self._transcriber = transcriber
+        self._translator = translator or WhisperTranslator(transcriber)
         self._options_for = options_for
         self._detector = detector
         self._stopping = stopping or asyncio.Event()
@@ -138,6 +155,7 @@ class SessionRunner:
             metrics=self._metrics,
             limits=self._limits,
             others_wait=self._others_wait,
+            translator=self._translator,
         )
 
     def silent_s(self) -> float:
@@ -215,13 +233,28 @@ class SessionRunner:
         """Build each track's processor from its checkpoint; the entry id to re-read audio from."""
         saved = await captions.checkpoints(self.redis, self.sid, [t.name for t in record.tracks])
         resume_points = []
-        for spec, found in zip(record.tracks, saved, strict=True):
+        source = transcript_track(record)
+        # the transcript first: an interpreter steps after the track it follows
+        order = sorted(zip(record.tracks, saved, strict=True), key=lambda pair: pair[0].task != "transcribe")
+        for spec, found in order:
             checkpoint = found or fresh_checkpoint()
             options = self._options_for(record, spec)
-            processor = OnlineProcessor(self._transcriber, options, self._detector, checkpoint.processor)
+            processor: OnlineProcessor | SentenceInterpreter
+            follows = source if spec.task == "translate" and record.language != "en" else None
+            if follows is not None:
+                processor = SentenceInterpreter(
+                    self._translator, options, checkpoint.processor, detector=self._detector
+                )
+            else:
+                processor = OnlineProcessor(self._transcriber, options, self._detector, checkpoint.processor)
             start = checkpoint.processor.buffer_start_sample
             self._tracks[spec.name] = TrackRun(
-                spec.name, processor, start, ended=checkpoint.ended, saved_from=checkpoint.audio_from
+                spec.name,
+                processor,
+                start,
+                ended=checkpoint.ended,
+                saved_from=checkpoint.audio_from,
+                follows=follows,
             )
             if not checkpoint.ended:
                 resume_points.append(checkpoint.audio_from)
@@ -261,12 +294,24 @@ class SessionRunner:
                 self._metrics.step_seconds.observe(took)
                 self._metrics.compute_seconds.inc(took)
                 await self._commit(track, result)
+                await self._pass_on(track, result)
         self._metrics.batch(self.sid, self._batch_samples / SAMPLE_RATE, compute_s, self._newest_entry)
         self._batch_samples = 0
         starts = [round(t.processor.buffer_start_s * SAMPLE_RATE) for t in self._live_tracks()]
         if starts:
             self._index.forget_before(min(starts))
         await self._trim_audio()
+
+    async def _pass_on(self, track: TrackRun, result: StepResult, settled: bool | None = None) -> None:
+        """The interpreters following ``track`` hear what it committed; their checkpoints keep it."""
+        for follower in self._live_tracks():
+            if follower.follows != track.name or not isinstance(follower.processor, SentenceInterpreter):
+                continue
+            tail_start = result.partial[0].start if result.partial else None
+            quiet = not result.partial if settled is None else settled
+            follower.processor.hear(result.committed, quiet, tail_start)
+            if result.committed:
+                await self._commit(follower, StepResult())
 
     async def _catch_up(self, entries: list[AudioEntry]) -> None:
         """Tracks too far behind real time jump to the live edge, and say so in the caption stream."""
@@ -294,6 +339,7 @@ class SessionRunner:
             )
             event = skip_event(track.name, skip.start_s, skip.end_s)
             await self._commit(track, StepResult(committed=skip.committed), skip=event)
+            await self._pass_on(track, StepResult(committed=skip.committed), settled=True)
             self.skips += 1
 
     async def _trim_audio(self) -> None:
@@ -311,6 +357,7 @@ class SessionRunner:
             result = await asyncio.to_thread(track.processor.finish)
             track.ended = True
             await self._commit(track, result, end=True)
+            await self._pass_on(track, result, settled=True)
 
     async def _commit(
         self, track: TrackRun, result: StepResult, end: bool = False, skip: CaptionEvent | None = None

@@ -20,7 +20,12 @@ _SCRIPT = TypeAdapter(list[WordModel])
 def make_transcriber(settings: Settings) -> Transcriber:
     """The engine ``settings.engine`` names (blocking: loading the model takes seconds)."""
     if settings.engine == "scripted":
-        return ScriptedTranscriber(load_script(settings.script_file))
+        path = settings.script_file
+        translation = path.with_suffix(".translation.json") if path is not None else None
+        heard = ScriptedTranscriber(load_script(path))
+        if translation is not None and translation.is_file():
+            heard.translation = load_script(translation)
+        return heard
     from asr_worker.transcribers.whisper import WhisperTranscriber
 
     return WhisperTranscriber.load(settings)
@@ -32,7 +37,10 @@ def uses_vad(settings: Settings) -> bool:
 
 
 def load_script(path: Path | None) -> list[Word]:
-    """The words a scripted engine hears: a JSON list of ``{"start": s, "end": s, "text": "..."}``."""
+    """The words a scripted engine hears: a JSON list of ``{"start": s, "end": s, "text": "..."}``.
+
+    What it hears when asked to translate may sit beside it, in ``NAME.translation.json`` (same format).
+    """
     if path is None:
         raise ConfigError("WSP_ENGINE=scripted needs WSP_SCRIPT_FILE (a JSON list of {start, end, text})")
     try:

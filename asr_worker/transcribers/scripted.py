@@ -5,6 +5,10 @@ buffer, except those ending within ``tail_s`` of its end (a real model is unsure
 when ``flip_last`` is set, the last word it returns alternates spelling from call to call while more
 speech follows (a real model often changes its mind about the last word), which LocalAgreement-2
 must not commit too early.
+
+Asked to translate, it hears ``translation`` where it has one (an English line in the time of the speech
+it renders), else the same words: a fake has nothing to translate with, and Japanese words are never
+committed to an English track.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ class ScriptedTranscriber:
     tail_s: float = 0.3
     flip_last: bool = False
     requests: list[TranscribeRequest] = field(default_factory=list)
+    translation: list[Word] | None = None
 
     def transcribe(self, request: TranscribeRequest) -> list[Segment]:
         self.requests.append(request)
+        if request.options.task == "translate" and self.translation is not None:
+            return ScriptedTranscriber(self.translation, tail_s=0.0).transcribe(request)  # a whole unit
         start = request.offset_s
         end = start + request.audio.size / SAMPLE_RATE
         heard = [w for w in self.timeline if w.start >= start - 1e-6 and w.end <= end - self.tail_s]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from asr_worker.core.seam import Segment, TranscribeRequest
-from asr_worker.core.words import Word
+from asr_worker.core.words import Word, assemble_pieces
 from asr_worker.transcribers.model_store import resolve_model
 from common.errors import ModelError
 from common.options import StreamingOptions
@@ -100,7 +100,7 @@ class WhisperTranscriber:
             frames,
             **decode_kwargs(opts, request.prompt, self._token_cap(opts, seconds, request.prompt)),
         )
-        return [to_segment(s) for s in segments]
+        return [to_segment(s, spaced=opts.joiner == " ") for s in segments]
 
     def _token_cap(self, options: StreamingOptions, seconds: float, prompt: str) -> int:
         prompt_tokens = len(self._model.hf_tokenizer.encode(" " + prompt.strip()).ids) if prompt else 0
@@ -110,7 +110,8 @@ class WhisperTranscriber:
         """The whole file at once with the same decoding options (the accuracy baseline)."""
         kwargs = decode_kwargs(options, None, max_new_tokens=None)
         kwargs["condition_on_previous_text"] = True
-        return [to_segment(s) for s in self._model.transcribe_window(audio, None, **kwargs)]
+        spaced = options.joiner == " "
+        return [to_segment(s, spaced) for s in self._model.transcribe_window(audio, None, **kwargs)]
 
 
 def token_cap(options: StreamingOptions, seconds: float, prompt_tokens: int) -> int:
@@ -131,19 +132,32 @@ def decode_kwargs(
         "temperature": 0.0,
         "initial_prompt": prompt or None,
         "condition_on_previous_text": False,
-        "word_timestamps": True,
+        "word_timestamps": options.word_timestamps,
         "vad_filter": False,
         "no_speech_threshold": options.no_speech_threshold,
         "log_prob_threshold": options.log_prob_threshold,
         "compression_ratio_threshold": options.compression_ratio_threshold,
         "max_new_tokens": max_new_tokens,
+        "no_repeat_ngram_size": options.no_repeat_ngram_size,
         "without_timestamps": False,
     }
 
 
-def to_segment(segment: Any) -> Segment:
+def to_segment(segment: Any, spaced: bool = False) -> Segment:
+    """A faster-whisper segment as the core's :class:`Segment`.
+
+    ``spaced``: the output is in a spaced language (English, or any translation), so pieces without
+    Whisper's leading space are joined to the word before them (:func:`assemble_pieces`).
+    """
     raw = segment.words or []
-    words = tuple(Word(float(w.start), float(w.end), w.word.strip(), float(w.probability)) for w in raw)
+    pieces = [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw]
+    if segment.words is None:  # decoded without word timestamps: its words spread over the segment
+        pieces = spread_words(segment.text, float(segment.start), float(segment.end))
+    words = (
+        tuple(assemble_pieces(pieces))
+        if spaced
+        else tuple(Word(w.start, w.end, w.text.strip(), w.probability) for w in pieces)
+    )
     return Segment(
         start=float(segment.start),
         end=float(segment.end),
@@ -151,5 +165,20 @@ def to_segment(segment: Any) -> Segment:
         no_speech_prob=float(segment.no_speech_prob),
         avg_logprob=float(segment.avg_logprob),
         compression_ratio=float(segment.compression_ratio),
-        word_probability=sum(float(w.probability) for w in raw) / len(raw) if raw else 1.0,
+        word_probability=sum(float(w.probability) for w in raw) / len(raw)
+        if raw
+        else math.exp(min(0.0, float(segment.avg_logprob))),
     )
+
+
+def spread_words(text: str, start: float, end: float) -> list[Word]:
+    """The words of ``text`` (with their leading spaces) over ``start``-``end``, in proportion to length."""
+    parts = [" " + part for part in text.split()]
+    total = sum(len(p) for p in parts) or 1
+    words: list[Word] = []
+    at = start
+    for part in parts:
+        until = at + (end - start) * len(part) / total
+        words.append(Word(at, until, part))
+        at = until
+    return words

@@ -398,6 +398,28 @@ def test_srt_export_groups_finals_into_cues(publisher: Publisher, db: redis.Redi
     assert english == "1\n00:00:00,500 --> 00:00:02,250\nIt is fine today.\n\n"
 
 
+def test_bilingual_export_pairs_each_sentence_with_its_translation(
+    publisher: Publisher, db: redis.Redis
+) -> None:
+    s = Session(db)
+    s.final("ja", "今日は", 0.5, 1.0)
+    s.final("ja", "いい天気です。", 1.0, 2.25)
+    s.final("ja", "明日は雨でしょう。", 3.0, 4.8)
+    s.final("en", "It is fine today.", 0.5, 2.25)
+    s.final("en", "It will rain tomorrow.", 3.0, 4.8)
+    for asked in ("ja+en", "ja,en"):
+        response = export(publisher, s.sid, "srt", track=asked)
+        assert response.status_code == 200
+        assert response.text == (
+            "1\n00:00:00,500 --> 00:00:02,250\n今日はいい天気です。\nIt is fine today.\n\n"
+            "2\n00:00:03,000 --> 00:00:04,800\n明日は雨でしょう。\nIt will rain tomorrow.\n\n"
+        )
+        assert "ja+en.srt" in response.headers["content-disposition"]
+    vtt = export(publisher, s.sid, "vtt", track="ja+en").text
+    assert "今日はいい天気です。\nIt is fine today." in vtt
+    assert export(publisher, s.sid, "srt", track="ja+fr").status_code == 400
+
+
 def test_vtt_export_keeps_cues_readable_and_escapes(publisher: Publisher, db: redis.Redis) -> None:
     s = Session(db, tracks=("en",))
     words = [

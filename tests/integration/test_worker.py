@@ -26,6 +26,9 @@ EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
     "Photography is not allowed during the performance. The first half is Mozart."
 )
+TRANSLATION = "Good evening. Welcome to the concert. Please switch off. " * 2
+"""What the translation hears: one English word in the time of each Japanese word, so that each Japanese
+sentence's audio holds its English sentence (the translation track translates sentence by sentence)."""
 CHUNK_S = 0.25
 
 
@@ -37,7 +40,7 @@ class BilingualScript:
         default_factory=lambda: ScriptedTranscriber(ScriptedTranscriber.from_text(JA_TEXT), flip_last=True)
     )
     en: ScriptedTranscriber = field(
-        default_factory=lambda: ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT), flip_last=True)
+        default_factory=lambda: ScriptedTranscriber(ScriptedTranscriber.from_text(TRANSLATION), tail_s=0.0)
     )
 
     def transcribe(self, request: TranscribeRequest) -> list[Segment]:
@@ -102,7 +105,7 @@ async def ended(redis: Redis, sid: str) -> bool:
 
 def assert_complete(events: list[CaptionEvent]) -> None:
     """Every scripted word once, in order, per track; seqs 1..N; one end event per track, last."""
-    for track, text, joiner in (("ja", JA_TEXT, ""), ("en", EN_TEXT, " ")):
+    for track, text, joiner in (("ja", JA_TEXT, ""), ("en", TRANSLATION, " ")):
         mine = [e for e in events if e.track == track]
         finals = [e for e in mine if e.type == "final"]
         assert joiner.join(e.text for e in finals) == joiner.join(text.split()), track

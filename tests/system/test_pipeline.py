@@ -17,6 +17,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from asr_worker.core.words import Word
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.contract import keys
@@ -33,6 +34,9 @@ JA_TEXT = (
 )
 WORDS = ScriptedTranscriber.from_text(JA_TEXT)
 TOKENS = [w.text for w in WORDS]
+ENGLISH = [Word(w.start, w.end, f"word{i}{'.' if w.ends_sentence else ''}") for i, w in enumerate(WORDS)]
+"""What the scripted engine hears when it translates: an English word in the time of each Japanese one
+(a sentence in the time of each sentence)."""
 SESSION_S = WORDS[-1].end + 1.0
 """Seconds of audio each session streams (real time)."""
 DONE_S = SESSION_S + 20
@@ -44,6 +48,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
     workdir = tmp_path_factory.mktemp("pipeline")
     script = workdir / "script.json"
     write_script(script, WORDS)
+    write_script(script.with_suffix(".translation.json"), ENGLISH)
     local = LocalPipeline(workdir, script, LEASE_TTL_S)
     try:
         local.start(workers=2)
@@ -114,10 +119,10 @@ def test_a_session_with_a_translation_track_captions_both_tracks(live: LocalPipe
         return both, english
 
     both, english = asyncio.run(scenario())
-    # The scripted engine hears the same words whatever the task; English captions are spaced.
-    for track, joiner in (("ja", ""), ("en", " ")):
+    # Each Japanese sentence is translated once, in order; English captions are spaced.
+    for track, joiner, said in (("ja", "", TOKENS), ("en", " ", [w.text for w in ENGLISH])):
         finals = both.finals(track)
-        assert texts(finals, joiner) == joiner.join(TOKENS), track
+        assert texts(finals, joiner) == joiner.join(said), track
         assert seqs(finals) == list(range(1, len(finals) + 1)), track
     ended = [r.event.track for r in both.received if r.event.type == "end"]
     assert sorted(ended) == ["en", "ja"]

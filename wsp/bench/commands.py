@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
 from common.options import StreamingOptions
+from wsp.bench.scoring import Sentence
 from wsp.commands import bundled_sample, settings_from, streaming_options
 
 if TYPE_CHECKING:
@@ -67,9 +68,10 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
             reference = args.ref.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"cannot read reference {args.ref}: {exc.strerror}") from exc
+    sentences = _sentences(args)
     options, audio, transcriber = _load_inputs(args)
     run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware)
-    figures = report(transcriber, audio, run, reference)
+    figures = report(transcriber, audio, run, reference, sentences=sentences)
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     else:
@@ -77,6 +79,25 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
             if key not in ("commits", "options"):
                 print(f"{key}: {value}")
     return 0
+
+
+def _sentences(args: argparse.Namespace) -> tuple[Sentence, ...]:
+    """The true sentences of the file (``--segments``, or ``NAME.segments.json`` beside it), in the time
+    of the audio streamed (``--start`` moves them)."""
+    from wsp.bench.suite import load_sentences
+
+    path = args.segments
+    if path is None and args.file is not None:
+        path = Path(args.file).with_suffix(".segments.json")
+    if path is None:
+        return ()
+    start = args.start or 0.0
+    end = args.end if args.end is not None else float("inf")
+    return tuple(
+        Sentence(s.start - start, s.end - start, s.text)
+        for s in load_sentences(Path(path))
+        if s.start >= start and s.end <= end
+    )
 
 
 DEFAULT_SUITE = Path("../shared/eval/ja")

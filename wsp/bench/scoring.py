@@ -17,6 +17,7 @@ from difflib import SequenceMatcher
 
 import jiwer
 import numpy as np
+import sacrebleu
 from kanjize import number2kanji
 
 from common.options import UNSPACED_LANGUAGES
@@ -205,3 +206,30 @@ def error_counts(reference: str, hypothesis: str, language: str) -> tuple[int, i
         return chars.substitutions + chars.deletions + chars.insertions, len(ref)
     words = jiwer.process_words(ref, hyp)
     return words.substitutions + words.deletions + words.insertions, len(ref.split())
+
+
+def chrf(reference: str, hypothesis: str) -> float:
+    """chrF (sacrebleu, character n-grams up to 6, beta 2) of a translation against its reference, 0-100.
+
+    A translation is scored by what it shares with the reference at the character level, not word by word:
+    a word error rate says little when any of several wordings is right.
+    """
+    return float(sacrebleu.corpus_chrf([hypothesis], [[reference]]).score)
+
+
+SPAN_SLACK_S = 0.5
+"""A translation final whose audio span ends this close before a sentence's true end covers the sentence
+(its span is that of the transcript's words, whose ends are a little early or late)."""
+
+
+def span_timings(sentences: Sequence[Sentence], commits: Sequence[TimedCommit]) -> list[SentenceTiming]:
+    """For every sentence of the spoken language, the emission of the first commit whose audio span
+    reaches its end: when the translation of the whole sentence was on screen.
+
+    For a translation the text cannot be aligned with the spoken sentences; the audio spans can.
+    """
+    out: list[SentenceTiming] = []
+    for sentence in sentences:
+        emitted = next((c.emitted_s for c in commits if c.end_s >= sentence.end - SPAN_SLACK_S), None)
+        out.append(SentenceTiming(sentence, emitted))
+    return out

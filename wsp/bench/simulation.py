@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from asr_worker.core.interpreter import SentenceInterpreter
 from asr_worker.core.processor import OnlineProcessor, StepResult
 from asr_worker.core.words import Word, join_words
 from common.audio import SAMPLE_RATE
@@ -41,6 +42,8 @@ class SimulationResult:
     steps: int = 0
     compute_s: float = 0.0
     wall_s: float = 0.0
+    source_commits: list[TimedCommit] = field(default_factory=list)
+    """The transcript track's commits, when the run interprets (its translation is ``commits``)."""
 
     def text(self, joiner: str) -> str:
         return join_words((w for c in self.commits for w in c.words), joiner)
@@ -50,13 +53,19 @@ CommitCallback = Callable[[TimedCommit, str], None]
 
 
 def simulate(
-    processor: OnlineProcessor,
+    processor: OnlineProcessor | SentenceInterpreter,
     audio: np.ndarray,
     chunk_s: float = 0.5,
     comp_aware: bool = True,
     on_commit: CommitCallback | None = None,
+    source: OnlineProcessor | None = None,
 ) -> SimulationResult:
-    """Feed ``audio`` in chunks of ``chunk_s`` and run a step whenever the processor is ready."""
+    """Feed ``audio`` in chunks of ``chunk_s`` and run a step whenever the processor is ready.
+
+    With a ``source`` (the transcript track an interpreter follows), both tracks get the audio, the source
+    steps first and the interpreter hears its commits, as a worker runs a session's tracks one after the
+    other; ``commits`` are the interpreter's.
+    """
     chunk = max(1, round(chunk_s * SAMPLE_RATE))
     total = audio.size
     result = SimulationResult(audio_s=total / SAMPLE_RATE)
@@ -67,16 +76,22 @@ def simulate(
     def clock() -> float:
         return time.monotonic() - began if comp_aware else fed / SAMPLE_RATE
 
-    def run(step: Callable[[], StepResult]) -> None:
+    def run(step: Callable[[], StepResult], commits: list[TimedCommit], shown: bool = True) -> StepResult:
         t0 = time.monotonic()
         out = step()
         result.compute_s += time.monotonic() - t0
         result.steps += 1
         if out.committed:
             commit = TimedCommit(clock(), tuple(out.committed))
-            result.commits.append(commit)
-            if on_commit is not None:
+            commits.append(commit)
+            if on_commit is not None and shown:
                 on_commit(commit, join_words(commit.words, joiner))
+        return out
+
+    def run_source(step: Callable[[], StepResult]) -> None:
+        if source is not None and isinstance(processor, SentenceInterpreter):
+            out = run(step, result.source_commits, shown=False)
+            processor.hear(out.committed, not out.partial, out.partial[0].start if out.partial else None)
 
     while fed < total:
         if comp_aware:
@@ -86,10 +101,16 @@ def simulate(
                 continue
         else:
             arrived = min(total, fed + chunk)
+        if source is not None:
+            source.insert_audio(audio[fed:arrived])
         processor.insert_audio(audio[fed:arrived])
         fed = arrived
+        if source is not None and source.ready() and fed < total:
+            run_source(source.process_iter)
         if processor.ready() and fed < total:
-            run(processor.process_iter)
-    run(processor.finish)
+            run(processor.process_iter, result.commits)
+    if source is not None:
+        run_source(source.finish)
+    run(processor.finish, result.commits)
     result.wall_s = time.monotonic() - began
     return result

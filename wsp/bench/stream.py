@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from asr_worker.core.interpreter import SentenceInterpreter
 from asr_worker.core.processor import OnlineProcessor, free_steps
 from asr_worker.core.words import join_words
 from asr_worker.transcribers.silero import SileroDetector
+from asr_worker.transcribers.translator import WhisperTranslator
 from asr_worker.transcribers.whisper import WhisperTranscriber
 from common.options import StreamingOptions
 from wsp.bench import nonspeech
-from wsp.bench.scoring import error_rate, latency_stats, lost_tail_s
+from wsp.bench.scoring import (
+    Sentence,
+    SentenceTiming,
+    chrf,
+    error_rate,
+    latency_stats,
+    lost_tail_s,
+    sentence_timings,
+    span_timings,
+)
 from wsp.bench.simulation import CommitCallback, SimulationResult, simulate
 
 
@@ -34,8 +46,18 @@ def stream(
 ) -> StreamRun:
     detector = SileroDetector(options.vad_threshold)
     clock = time.perf_counter if comp_aware else free_steps  # unaware: steps are free, bounds stay full
+    if interprets(options):  # the transcript track, and the interpreter that follows it
+        source_options = options.model_copy(update={"task": "transcribe"})
+        source = OnlineProcessor(transcriber, source_options, detector=detector, clock=clock)
+        interpreter = SentenceInterpreter(WhisperTranslator(transcriber), options, detector=detector)
+        return StreamRun(options, simulate(interpreter, audio, chunk_s, comp_aware, on_commit, source))
     processor = OnlineProcessor(transcriber, options, detector=detector, clock=clock)
     return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit))
+
+
+def interprets(options: StreamingOptions) -> bool:
+    """A translation of speech that is not English: a transcript track and an interpreter following it."""
+    return options.task == "translate" and options.language != "en"
 
 
 def report(
@@ -44,6 +66,7 @@ def report(
     run: StreamRun,
     reference: str | None,
     offline_text: str | None = None,
+    sentences: Sequence[Sentence] = (),
 ) -> dict[str, Any]:
     """The benchmark's JSON object; with a ``reference``, the whole-file pass beside it (``offline_text``,
     or decoded here)."""
@@ -83,9 +106,46 @@ def report(
         out["offline_text"] = offline_text
         out["error_rate"] = round(error_rate(reference, text, language), 4)
         out["offline_error_rate"] = round(error_rate(reference, offline_text, language), 4)
+        if options.task == "translate":
+            out["chrf"] = round(chrf(reference, text), 2)
+            out["offline_chrf"] = round(chrf(reference, offline_text), 2)
     for key in ("latency_p50_s", "latency_p90_s", "latency_mean_s"):
         out[key] = round(out[key], 3)
+    if sentences:
+        if options.task == "translate":
+            timings = span_timings(sentences, result.commits)
+        else:
+            timings = sentence_timings(sentences, result.commits, language)
+        out.update(sentence_figures(timings))
+    if result.source_commits:
+        out["source_commits"] = [
+            {
+                "emitted_s": round(c.emitted_s, 3),
+                "start_s": round(c.start_s, 3),
+                "end_s": round(c.end_s, 3),
+                "text": join_words(c.words, options.source_joiner),
+            }
+            for c in result.source_commits
+        ]
     return out
+
+
+def sentence_figures(timings: Sequence[SentenceTiming]) -> dict[str, Any]:
+    """Sentence latency (p50, p90, worst) and the sentences whose text never came."""
+    delays = sorted(t.latency_s for t in timings if t.latency_s is not None)
+    if not delays:
+        return {"sentences": len(timings), "sentences_missed": len(timings)}
+
+    def at(q: float) -> float:
+        return round(float(np.percentile(delays, q, method="lower")), 3)
+
+    return {
+        "sentences": len(timings),
+        "sentences_missed": sum(1 for t in timings if t.latency_s is None),
+        "sentence_latency_p50_s": at(50),
+        "sentence_latency_p90_s": at(90),
+        "sentence_latency_worst_s": round(delays[-1], 3),
+    }
 
 
 def nonspeech_report(
