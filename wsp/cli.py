@@ -34,6 +34,17 @@ def _add_stream_args(parser: argparse.ArgumentParser) -> None:
     _add_decoding_args(parser)
 
 
+def _step_cost(value: str) -> tuple[float, float]:
+    fixed, sep, per_s = value.partition(",")
+    try:
+        cost = (float(fixed), float(per_s))
+    except ValueError:
+        cost = (-1.0, -1.0)
+    if not sep or min(cost) < 0 or max(cost) <= 0:
+        raise argparse.ArgumentTypeError(f"FIXED,PER_S: two seconds figures, not both zero, got {value!r}")
+    return cost
+
+
 def _add_decoding_args(parser: argparse.ArgumentParser) -> None:
     """How the streaming core runs in the simulators and benchmarks."""
     parser.add_argument("--model", help=MODEL_HELP)
@@ -47,6 +58,14 @@ def _add_decoding_args(parser: argparse.ArgumentParser) -> None:
         "--comp-unaware",
         action="store_true",
         help="ignore computation time (deterministic, faster than real time)",
+    )
+    parser.add_argument(
+        "--step-cost",
+        type=_step_cost,
+        metavar="FIXED,PER_S",
+        help="time a computation-aware run by a model of what a decode costs (seconds, plus seconds per "
+        "second of audio the encoder sees) instead of the wall clock: figures that do not move with the "
+        "machine's other load, e.g. 0.1,0.07 (about base, int8, on 2 idle cores)",
     )
 
 

@@ -11,7 +11,7 @@ from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
 from common.options import StreamingOptions
 from common.schemas import ProcessorState
-from wsp.bench.simulation import simulate
+from wsp.bench.simulation import StepCost, simulate
 
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -263,3 +263,22 @@ def test_an_announcement_said_twice_is_committed_twice() -> None:
     engine = ScriptedTranscriber(ScriptedTranscriber.from_text(text * 2), flip_last=True)
     _, result = run(engine, StreamingOptions(language="ja", vad=False), seconds=engine.timeline[-1].end + 1.0)
     assert result.text("") == text.replace(" ", "") * 2
+
+
+def test_a_step_cost_model_times_a_run_whatever_the_machine_is_doing(en: StreamingOptions) -> None:
+    # Computation-aware time from a model of a decode: the same run gives the same emission times, each
+    # commit comes after the audio it covers, and slow decodes shrink the buffers as slow hardware would.
+    def costed(fixed_s: float, per_s: float) -> tuple[OnlineProcessor, list[float]]:
+        cost = StepCost(fixed_s, per_s, pad_s=en.window_pad_s or 0.0)
+        engine = ScriptedTranscriber(ScriptedTranscriber.from_text(EN_TEXT))
+        processor = OnlineProcessor(cost.charge(engine), en, clock=cost.clock)
+        result = simulate(processor, silence(20.0), chunk_s=0.25, comp_aware=True, cost=cost)
+        said = [w.text for w in committed_words(result)]
+        assert said == EN_TEXT.split()[: len(said)] and said
+        assert all(c.emitted_s >= c.end_s for c in result.commits)
+        return processor, [c.emitted_s for c in result.commits]
+
+    cheap, emitted = costed(0.05, 0.01)
+    assert costed(0.05, 0.01)[1] == emitted
+    slow, _ = costed(0.2, 0.15)
+    assert slow.bounds()[2] < cheap.bounds()[2]

@@ -49,7 +49,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     def show(commit: TimedCommit, text: str) -> None:
         print(f"[{commit.emitted_s:7.2f}s] ({commit.start_s:6.2f}-{commit.end_s:6.2f}) {text}", flush=True)
 
-    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware, show)
+    run = stream(
+        transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware, show, args.step_cost
+    )
     result = run.result
     print(
         f"done: {result.audio_s:.1f} s of audio, {len(result.commits)} commits, "
@@ -70,7 +72,9 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot read reference {args.ref}: {exc.strerror}") from exc
     sentences = _sentences(args)
     options, audio, transcriber = _load_inputs(args)
-    run = stream(transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware)
+    run = stream(
+        transcriber, audio, options, args.chunk_ms / 1000, not args.comp_unaware, None, args.step_cost
+    )
     figures = report(transcriber, audio, run, reference, sentences=sentences)
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
@@ -124,7 +128,11 @@ def cmd_bench_suite(args: argparse.Namespace) -> int:
         args.language = clip.language
         options = streaming_options(args)
         print(f"{clip.name} ({clip.language}) ...", file=sys.stderr, flush=True)
-        rows.append(run_clip(transcriber, clip, options, args.chunk_ms / 1000, not args.comp_unaware, cache))
+        rows.append(
+            run_clip(
+                transcriber, clip, options, args.chunk_ms / 1000, not args.comp_unaware, cache, args.step_cost
+            )
+        )
     total = aggregate(rows)
     if args.json:
         slim = [

@@ -15,6 +15,7 @@ import numpy as np
 
 from asr_worker.core.interpreter import SentenceInterpreter
 from asr_worker.core.processor import OnlineProcessor, StepResult
+from asr_worker.core.seam import Segment, Transcriber, TranscribeRequest
 from asr_worker.core.words import Word, join_words
 from common.audio import SAMPLE_RATE
 
@@ -49,6 +50,43 @@ class SimulationResult:
         return join_words((w for c in self.commits for w in c.words), joiner)
 
 
+@dataclass
+class StepCost:
+    """Computation-aware time taken from a model of what a decode costs instead of the wall clock.
+
+    A decode over ``seconds`` of audio (the encoder sees them plus ``pad_s``) costs ``fixed_s`` +
+    ``per_s`` per second. Audio still arrives in real time and the processor still adapts its buffers to
+    what its steps cost, but the figures no longer move with whatever else the machine is running, and
+    one machine's costs can be replayed on another (``wsp bench suite --step-cost 0.1,0.07``).
+    """
+
+    fixed_s: float
+    per_s: float
+    pad_s: float = 0.0
+    now: float = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait_until(self, t: float) -> None:
+        self.now = max(self.now, t)
+
+    def charge(self, transcriber: Transcriber) -> Transcriber:
+        """``transcriber``, with every decode advancing this clock by what it costs."""
+        return _Charged(transcriber, self)
+
+
+class _Charged:
+    def __init__(self, inner: Transcriber, cost: StepCost) -> None:
+        self._inner, self._cost = inner, cost
+
+    def transcribe(self, request: TranscribeRequest) -> list[Segment]:
+        heard = self._inner.transcribe(request)
+        cost = self._cost
+        cost.now += cost.fixed_s + cost.per_s * (request.audio.size / SAMPLE_RATE + cost.pad_s)
+        return heard
+
+
 CommitCallback = Callable[[TimedCommit, str], None]
 
 
@@ -59,12 +97,14 @@ def simulate(
     comp_aware: bool = True,
     on_commit: CommitCallback | None = None,
     source: OnlineProcessor | None = None,
+    cost: StepCost | None = None,
 ) -> SimulationResult:
     """Feed ``audio`` in chunks of ``chunk_s`` and run a step whenever the processor is ready.
 
     With a ``source`` (the transcript track an interpreter follows), both tracks get the audio, the source
     steps first and the interpreter hears its commits, as a worker runs a session's tracks one after the
-    other; ``commits`` are the interpreter's.
+    other; ``commits`` are the interpreter's. With a ``cost`` (whose ``charge`` wraps the processors'
+    transcriber) the time of a computation-aware run is the cost model's, not the wall clock's.
     """
     chunk = max(1, round(chunk_s * SAMPLE_RATE))
     total = audio.size
@@ -73,13 +113,16 @@ def simulate(
     began = time.monotonic()
     fed = 0
 
+    def now() -> float:
+        return cost.now if cost is not None else time.monotonic() - began
+
     def clock() -> float:
-        return time.monotonic() - began if comp_aware else fed / SAMPLE_RATE
+        return now() if comp_aware else fed / SAMPLE_RATE
 
     def run(step: Callable[[], StepResult], commits: list[TimedCommit], shown: bool = True) -> StepResult:
-        t0 = time.monotonic()
+        t0 = now()
         out = step()
-        result.compute_s += time.monotonic() - t0
+        result.compute_s += now() - t0
         result.steps += 1
         if out.committed:
             commit = TimedCommit(clock(), tuple(out.committed))
@@ -95,9 +138,12 @@ def simulate(
 
     while fed < total:
         if comp_aware:
-            arrived = min(total, int((time.monotonic() - began) * SAMPLE_RATE) // chunk * chunk)
+            arrived = min(total, int(now() * SAMPLE_RATE) // chunk * chunk)
             if arrived <= fed:
-                time.sleep(max(0.0, (fed + chunk) / SAMPLE_RATE - (time.monotonic() - began)))
+                if cost is not None:
+                    cost.wait_until((fed + chunk) / SAMPLE_RATE)
+                else:
+                    time.sleep(max(0.0, (fed + chunk) / SAMPLE_RATE - now()))
                 continue
         else:
             arrived = min(total, fed + chunk)
@@ -109,6 +155,8 @@ def simulate(
             run_source(source.process_iter)
         if processor.ready() and fed < total:
             run(processor.process_iter, result.commits)
+    if cost is not None:
+        cost.wait_until(total / SAMPLE_RATE)
     if source is not None:
         run_source(source.finish)
     run(processor.finish, result.commits)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from asr_worker.core.interpreter import SentenceInterpreter
 from asr_worker.core.processor import OnlineProcessor, free_steps
+from asr_worker.core.seam import Transcriber
 from asr_worker.core.words import join_words
 from asr_worker.transcribers.silero import SileroDetector
 from asr_worker.transcribers.translator import WhisperTranslator
@@ -27,7 +28,7 @@ from wsp.bench.scoring import (
     sentence_timings,
     span_timings,
 )
-from wsp.bench.simulation import CommitCallback, SimulationResult, simulate
+from wsp.bench.simulation import CommitCallback, SimulationResult, StepCost, simulate
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,24 @@ def stream(
     chunk_s: float,
     comp_aware: bool,
     on_commit: CommitCallback | None = None,
+    step_cost: tuple[float, float] | None = None,
 ) -> StreamRun:
+    """Stream ``audio`` through the core; ``step_cost`` (fixed seconds, seconds per second of audio the
+    encoder sees) takes a computation-aware run's time from that model of a decode (:class:`StepCost`)."""
     detector = SileroDetector(options.vad_threshold)
-    clock = time.perf_counter if comp_aware else free_steps  # unaware: steps are free, bounds stay full
+    clock: Callable[[], float] = time.perf_counter if comp_aware else free_steps  # unaware: bounds stay full
+    cost = None
+    model: Transcriber = transcriber
+    if step_cost is not None and comp_aware:
+        cost = StepCost(*step_cost, pad_s=options.window_pad_s or 0.0)
+        model, clock = cost.charge(transcriber), cost.clock
     if interprets(options):  # the transcript track, and the interpreter that follows it
         source_options = options.model_copy(update={"task": "transcribe"})
-        source = OnlineProcessor(transcriber, source_options, detector=detector, clock=clock)
-        interpreter = SentenceInterpreter(WhisperTranslator(transcriber), options, detector=detector)
-        return StreamRun(options, simulate(interpreter, audio, chunk_s, comp_aware, on_commit, source))
-    processor = OnlineProcessor(transcriber, options, detector=detector, clock=clock)
-    return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit))
+        source = OnlineProcessor(model, source_options, detector=detector, clock=clock)
+        interpreter = SentenceInterpreter(WhisperTranslator(model), options, detector=detector)
+        return StreamRun(options, simulate(interpreter, audio, chunk_s, comp_aware, on_commit, source, cost))
+    processor = OnlineProcessor(model, options, detector=detector, clock=clock)
+    return StreamRun(options, simulate(processor, audio, chunk_s, comp_aware, on_commit, cost=cost))
 
 
 def interprets(options: StreamingOptions) -> bool:

@@ -136,10 +136,11 @@ def run_clip(
     chunk_s: float,
     comp_aware: bool,
     cache: OfflineCache,
+    step_cost: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Stream one clip and measure it."""
     audio = load_audio(clip.audio)
-    run = stream(transcriber, audio, options, chunk_s, comp_aware)
+    run = stream(transcriber, audio, options, chunk_s, comp_aware, step_cost=step_cost)
     offline = cache.text(transcriber, audio, options)
     figures = report(transcriber, audio, run, clip.reference, offline_text=offline)
     language = options.output_language
