@@ -275,13 +275,19 @@ class SentenceInterpreter:
         """Translate the audio ``start``-``end`` (listening): its source is the transcript committed in it."""
         unit = [w for w in self._pending if w.middle < end]
         self._pending = self._pending[len(unit) :]
+        return self._translate_audio(unit, start, end, end)
+
+    def _translate_audio(self, unit: Sequence[Word], start: float, end: float, done_s: float) -> Word | None:
+        """One English final for the audio ``start``-``end`` whose transcript is ``unit``; the audio before
+        ``done_s`` is done with."""
         audio = self._audio.view()[
             max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) : max(
                 0, round(end * SAMPLE_RATE) - self._audio.start_sample
             )
         ]
+        source = join_words(unit, self.options.source_joiner)
         request = TranslateRequest(
-            source=join_words(unit, self.options.source_joiner),
+            source=source,
             language=self.options.language,
             audio=audio,
             offset_s=start,
@@ -289,9 +295,9 @@ class SentenceInterpreter:
             options=self.options,
         )
         text = " ".join(self._translator.translate(request).split())
-        self._done_s = max(self._done_s, end)
-        self._audio.drop_before(min(round(end * SAMPLE_RATE), self._audio.end_sample))
-        log.debug("heard unit %.2f-%.2f s -> %r", start, end, text)
+        self._done_s = max(self._done_s, done_s)
+        self._audio.drop_before(min(round(self._done_s * SAMPLE_RATE), self._audio.end_sample))
+        log.debug("unit %.2f-%.2f s %r -> %r", start, end, source, text)
         if not text:
             return None
         self._context = (self._context + " " + text).strip()[-max(self.options.prompt_chars, 1) * 4 :]
@@ -326,26 +332,5 @@ class SentenceInterpreter:
     def _translate(self, unit: list[Word]) -> Word | None:
         start, end = self._span(unit)
         end = min(end, max(self.received_s, unit[-1].end))
-        audio = self._audio.view()[
-            max(0, round(start * SAMPLE_RATE) - self._audio.start_sample) : max(
-                0, round(end * SAMPLE_RATE) - self._audio.start_sample
-            )
-        ]
-        source = join_words(unit, self.options.source_joiner)
-        request = TranslateRequest(
-            source=source,
-            language=self.options.language,
-            audio=audio,
-            offset_s=start,
-            context=self._context[-self.options.prompt_chars :] if self.options.prompt_chars else "",
-            options=self.options,
-        )
-        text = " ".join(self._translator.translate(request).split())
         self._pending = self._pending[len(unit) :]
-        self._done_s = max(self._done_s, unit[-1].end)
-        self._audio.drop_before(min(round(self._done_s * SAMPLE_RATE), self._audio.end_sample))
-        log.debug("unit %.2f-%.2f s %r -> %r", start, end, source, text)
-        if not text:
-            return None
-        self._context = (self._context + " " + text).strip()[-max(self.options.prompt_chars, 1) * 4 :]
-        return Word(start, end, text)
+        return self._translate_audio(unit, start, end, unit[-1].end)
