@@ -62,3 +62,13 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60
 
 async def ended(redis: Redis, sid: str) -> bool:
     return await redis.hget(keys.session(sid), "status") == b"ended"
+
+
+async def finals_at_least(redis: Redis, sid: str, count: int) -> bool:
+    return sum(e.type == "final" for e in await captions(redis, sid)) >= count
+
+
+async def epoch(redis: Redis, sid: str) -> int:
+    """The session's fencing token (raised on every takeover of its lease)."""
+    value: Any = await redis.get(keys.epoch(sid))
+    return int(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +17,16 @@ from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import keys
 from common.schemas import CaptionEvent
 from common.settings import Settings
-from tests.worker_helpers import CHUNK_S, captions, create_session, ended, stream_audio, wait_until
+from tests.worker_helpers import (
+    CHUNK_S,
+    captions,
+    create_session,
+    ended,
+    epoch,
+    finals_at_least,
+    stream_audio,
+    wait_until,
+)
 
 JA_TEXT = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 携帯電話の 電源を お切りください。 " * 2
 TRANSLATION = "Good evening. Welcome to the concert. Please switch off. " * 2
@@ -100,7 +108,7 @@ def test_a_crashed_worker_s_session_is_finished_by_another_without_loss_or_repea
         try:
             await create_session(redis, sid)
             writer = asyncio.create_task(stream_audio(redis, sid, BilingualScript().audio_s(), pace_s=0.04))
-            await wait_until(lambda: _finals_at_least(redis, sid, 3), timeout_s=30)
+            await wait_until(lambda: finals_at_least(redis, sid, 3), timeout_s=30)
             second_task = asyncio.create_task(second.run())
             first_task.cancel()  # a crash: no release, the lease stays until it expires
             await asyncio.gather(first_task, return_exceptions=True)
@@ -133,7 +141,7 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
         try:
             await create_session(redis, sid)
             writer = asyncio.create_task(stream_audio(redis, sid, BilingualScript().audio_s(), pace_s=0.04))
-            await wait_until(lambda: _finals_at_least(redis, sid, 3), timeout_s=30)
+            await wait_until(lambda: finals_at_least(redis, sid, 3), timeout_s=30)
             await stop(first, first_task)
             stopped_at = time.monotonic()
             second_task = asyncio.create_task(second.run())
@@ -150,17 +158,8 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
     assert took_s < 15
 
 
-async def _finals_at_least(redis: Redis, sid: str, count: int) -> bool:
-    return sum(e.type == "final" for e in await captions(redis, sid)) >= count
-
-
 async def _no_lease(redis: Redis, sid: str) -> bool:
     return not await redis.exists(keys.lease(sid))
-
-
-async def epoch(redis: Redis, sid: str) -> int:
-    value: Any = await redis.get(keys.epoch(sid))
-    return int(value)
 
 
 def test_sessions_whose_audio_stops_are_ended_after_the_idle_time_and_free_their_place(

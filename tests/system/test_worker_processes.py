@@ -10,24 +10,26 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from redis.asyncio import Redis
 
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
-from common.contract import keys
 from common.schemas import CaptionEvent, TrackSpec
-from tests.worker_helpers import captions, create_session, ended, stream_audio, wait_until
+from tests.worker_helpers import (
+    captions,
+    create_session,
+    ended,
+    epoch,
+    finals_at_least,
+    stream_audio,
+    wait_until,
+)
 
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
     "Photography is not allowed during the performance. The first half is Mozart."
 )
-
-
-async def _finals_at_least(redis: Redis, sid: str, count: int) -> bool:
-    return sum(e.type == "final" for e in await captions(redis, sid)) >= count
 
 
 EN_TIMELINE = ScriptedTranscriber.from_text(EN_TEXT)
@@ -74,7 +76,7 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
             await create_session(redis, sid, "en", [TrackSpec(name="en")])
             total_s = EN_TIMELINE[-1].end + 1.0
             writer = asyncio.create_task(stream_audio(redis, sid, total_s, pace_s=0.1))
-            await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
+            await wait_until(lambda: finals_at_least(redis, sid, 2), timeout_s=60)
             first.kill()
             first.wait(timeout=10)
             second = spawn("proc-second")
@@ -98,11 +100,6 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
     assert_english_complete(events)
 
 
-async def epoch(redis: Redis, sid: str) -> int:
-    value: Any = await redis.get(keys.epoch(sid))
-    return int(value)
-
-
 def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -118,7 +115,7 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
         try:
             await create_session(redis, sid, "en", [TrackSpec(name="en")])
             writer = asyncio.create_task(stream_audio(redis, sid, EN_TIMELINE[-1].end + 1.0, pace_s=0.1))
-            await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
+            await wait_until(lambda: finals_at_least(redis, sid, 2), timeout_s=60)
             second = spawn("term-second")
             first.send_signal(signal.SIGTERM)
             stopped_at = time.monotonic()
