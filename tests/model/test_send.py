@@ -1,9 +1,6 @@
-"""`wsp send`: a venue's sources into a session, with real parts.
-
-FFmpeg (the Debian program) on the loopback is the live source: an RTMP server, an SRT listener, an HLS
-encoder whose segments a local HTTP server serves. A PulseAudio null sink is the sound card. Ingest is the
-real service on a real Redis; what a session holds is read back from its audio stream and located in the
-original recording block by block, so a hole, a repeat or a wrong channel shows.
+"""`wsp send` to captions with the real model: every kind of live source (FFmpeg on the loopback as an RTMP
+server, an SRT listener, an HLS encoder) reaches the displays about as well as the same audio sent from
+the file, through Redis, ingest, the publisher and a worker running as processes.
 """
 
 from __future__ import annotations
