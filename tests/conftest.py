@@ -60,3 +60,13 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ``WSP_*`` variable of the caller's environment, and a cache of the test's own: settings at their
+    defaults (use with ``pytestmark = pytest.mark.usefixtures("clean_env")``)."""
+    for name in list(os.environ):
+        if name.upper().startswith("WSP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -28,6 +28,7 @@ from common.settings import Settings
 from publisher.app import create_app
 from tests.served import Served, free_port
 from tests.waiting import async_wait_until
+from tests.worker_helpers import captions
 
 SENTENCES = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -79,11 +80,6 @@ class Writer:
         await self.redis.xadd(
             keys.audio(self.sid), {"kind": "end", "sample0": sample0, "at": repr(time.time())}
         )
-
-
-async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
-    rows: Any = await redis.xrange(keys.captions(sid))
-    return [CaptionEvent.model_validate_json(fields[b"event"]) for _, fields in rows]
 
 
 async def wait_ended(redis: Redis, sid: str, timeout_s: float) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,19 +15,23 @@ from asr_worker.service.worker import Worker
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
 from common.contract import keys
-from common.schemas import CaptionEvent, SessionRecord, TrackSpec
+from common.schemas import CaptionEvent
 from common.settings import Settings
-from tests.waiting import async_wait_until
+from tests.worker_helpers import (
+    CHUNK_S,
+    captions,
+    create_session,
+    ended,
+    epoch,
+    finals_at_least,
+    stream_audio,
+    wait_until,
+)
 
 JA_TEXT = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。 携帯電話の 電源を お切りください。 " * 2
-EN_TEXT = (
-    "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
-    "Photography is not allowed during the performance. The first half is Mozart."
-)
 TRANSLATION = "Good evening. Welcome to the concert. Please switch off. " * 2
 """What the translation hears: one English word in the time of each Japanese word, so that each Japanese
 sentence's audio holds its English sentence (the translation track translates sentence by sentence)."""
-CHUNK_S = 0.25
 
 
 @dataclass
@@ -57,50 +59,6 @@ def settings(url: str, worker_id: str, ttl_s: float = 1.0) -> Settings:
 
 def worker(url: str, worker_id: str, ttl_s: float = 1.0) -> Worker:
     return Worker(settings(url, worker_id, ttl_s), lambda _: BilingualScript(), vad=False)
-
-
-async def create_session(
-    redis: Redis, sid: str, language: str = "ja", tracks: list[TrackSpec] | None = None
-) -> None:
-    """What ingest writes when a session is created (by default Japanese with an English translation)."""
-    record = SessionRecord(
-        id=sid,
-        language=language,
-        tracks=tracks or [TrackSpec(name="ja"), TrackSpec(name="en", task="translate")],
-        created_at=time.time(),
-    )
-    await redis.hset(
-        keys.session(sid), mapping={"record": record.model_dump_json(), "status": "open", "samples": 0}
-    )
-    await redis.zadd(keys.sessions_active(), {sid: record.created_at})
-
-
-async def stream_audio(redis: Redis, sid: str, seconds: float, pace_s: float = 0.0) -> None:
-    """Audio entries then the end marker, the way ingest appends them (silence: the engine is scripted)."""
-    chunk = float_to_pcm16(np.zeros(int(CHUNK_S * SAMPLE_RATE), dtype=np.float32))
-    step = int(CHUNK_S * SAMPLE_RATE)
-    sample0 = 0
-    while sample0 < seconds * SAMPLE_RATE:
-        fields = {"kind": "audio", "sample0": sample0, "pcm": chunk, "at": repr(time.time())}
-        await redis.xadd(keys.audio(sid), fields)  # type: ignore[arg-type]
-        await redis.hincrby(keys.session(sid), "samples", step)
-        sample0 += step
-        if pace_s:
-            await asyncio.sleep(pace_s)
-    await redis.xadd(keys.audio(sid), {"kind": "end", "sample0": sample0, "at": repr(time.time())})
-
-
-async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
-    rows: Any = await redis.xrange(keys.captions(sid))
-    return [CaptionEvent.model_validate_json(fields[b"event"]) for _, fields in rows]
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    await async_wait_until(check, timeout_s, "the workers to get there")
-
-
-async def ended(redis: Redis, sid: str) -> bool:
-    return await redis.hget(keys.session(sid), "status") == b"ended"
 
 
 def assert_complete(events: list[CaptionEvent]) -> None:
@@ -150,7 +108,7 @@ def test_a_crashed_worker_s_session_is_finished_by_another_without_loss_or_repea
         try:
             await create_session(redis, sid)
             writer = asyncio.create_task(stream_audio(redis, sid, BilingualScript().audio_s(), pace_s=0.04))
-            await wait_until(lambda: _finals_at_least(redis, sid, 3), timeout_s=30)
+            await wait_until(lambda: finals_at_least(redis, sid, 3), timeout_s=30)
             second_task = asyncio.create_task(second.run())
             first_task.cancel()  # a crash: no release, the lease stays until it expires
             await asyncio.gather(first_task, return_exceptions=True)
@@ -183,7 +141,7 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
         try:
             await create_session(redis, sid)
             writer = asyncio.create_task(stream_audio(redis, sid, BilingualScript().audio_s(), pace_s=0.04))
-            await wait_until(lambda: _finals_at_least(redis, sid, 3), timeout_s=30)
+            await wait_until(lambda: finals_at_least(redis, sid, 3), timeout_s=30)
             await stop(first, first_task)
             stopped_at = time.monotonic()
             second_task = asyncio.create_task(second.run())
@@ -200,17 +158,8 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
     assert took_s < 15
 
 
-async def _finals_at_least(redis: Redis, sid: str, count: int) -> bool:
-    return sum(e.type == "final" for e in await captions(redis, sid)) >= count
-
-
 async def _no_lease(redis: Redis, sid: str) -> bool:
     return not await redis.exists(keys.lease(sid))
-
-
-async def epoch(redis: Redis, sid: str) -> int:
-    value: Any = await redis.get(keys.epoch(sid))
-    return int(value)
 
 
 def test_sessions_whose_audio_stops_are_ended_after_the_idle_time_and_free_their_place(

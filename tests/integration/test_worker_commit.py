@@ -21,6 +21,7 @@ from asr_worker.service.leases import Lease, Leases
 from asr_worker.service.runner import fresh_checkpoint
 from common.contract import keys
 from common.schemas import CaptionEvent, ProcessorState, TrackCheckpoint
+from tests.worker_helpers import captions
 
 
 def words(*texts: str, start: float = 0.0) -> list[Word]:
@@ -32,11 +33,6 @@ def step(track: str, *texts: str, received: int = 16000, partial: str = "") -> T
     finals = [final_event(track, words(t), " ") for t in texts]
     tail = partial_event(track, words(partial) if partial else [], " ")
     return TrackCommit(track, TrackCheckpoint(processor=state, audio_from="5-0"), finals, tail)
-
-
-async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
-    rows: Any = await redis.xrange(keys.captions(sid))
-    return [CaptionEvent.model_validate_json(fields[b"event"]) for _, fields in rows]
 
 
 def run(coro: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Fixtures of the system tier: `wsp up` and friends as real processes on the scripted engine."""
+"""Fixtures of the system tier: `wsp up` and friends as real processes on the scripted engine, and those of
+the `wsp send` tests (shared with the model tier)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
+from tests.send_helpers import excerpt, original, stage
 from tests.served import free_port
+
+__all__ = ["excerpt", "original", "scripted_env", "scripted_words", "stage"]
 
 SCRIPTED_WORDS = "皆さん こんばんは。 本日は 秋の 演奏会に ようこそ。"
 

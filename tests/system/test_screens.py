@@ -8,9 +8,7 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +18,8 @@ from websockets.sync.client import connect
 
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE, float_to_pcm16
+from tests.system.helpers import read_banner, start_up
 from wsp.client import push_audio
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Up:
@@ -35,24 +32,8 @@ class Up:
         self.publisher = f"http://127.0.0.1:{env['WSP_PUBLISHER_PORT']}"
 
     def start(self) -> str:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wsp.cli", "up"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        banner = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            banner.append(line)
-            if not line or "Ctrl-C" in line:
-                break
-        return "".join(banner)
+        self.proc = start_up(self.env)
+        return read_banner(self.proc)
 
     def stop(self) -> None:
         if self.proc is None:

@@ -25,22 +25,18 @@ from common.audio import SAMPLE_RATE, float_to_pcm16, load_audio
 from common.contract import keys
 from common.settings import Settings
 from ingest.app import create_app
+from tests.send_helpers import IN_CI, Stage, needs_ffmpeg
 from tests.served import Served, free_port
 from wsp.bench.audio_match import as_float, positions, session_pcm
 from wsp.bench.live_sources import (
     FFMPEG,
     KINDS,
     PULSEAUDIO,
-    LiveSource,
     SendProcess,
     pulse_server,
     wait_for,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "common" / "samples" / "ja_concert.wav"
-IN_CI = bool(os.environ.get("CI"))
-needs_ffmpeg = pytest.mark.skipif(FFMPEG is None and not IN_CI, reason="needs ffmpeg (apt install ffmpeg)")
 needs_pulse = pytest.mark.skipif(
     PULSEAUDIO is None and not IN_CI, reason="needs pulseaudio (apt install pulseaudio pulseaudio-utils)"
 )
@@ -49,11 +45,6 @@ MATCH = 0.9
 resamplings keep it well above this; a second from elsewhere, or mixed with another channel, falls below."""
 STEP_TOLERANCE_S = 0.05
 """Consecutive seconds of the session must lie one second apart in the original (give or take this)."""
-
-
-@pytest.fixture(scope="module")
-def original() -> np.ndarray:
-    return load_audio(SAMPLE)
 
 
 PER_CLIENT = {"client_sessions_per_minute": 1000, "max_sessions_per_client": 1000}
@@ -73,58 +64,6 @@ def base(redis_url: str) -> Iterator[str]:
     served = ingest(redis_url)
     yield served.base
     served.stop()
-
-
-@pytest.fixture
-def excerpt(tmp_path: Path, original: np.ndarray) -> Iterator[object]:
-    def cut(start_s: float, length_s: float, name: str = "excerpt.wav") -> Path:
-        path = tmp_path / name
-        first = round(start_s * SAMPLE_RATE)
-        sf.write(path, original[first : first + round(length_s * SAMPLE_RATE)], SAMPLE_RATE, subtype="PCM_16")
-        return path
-
-    yield cut
-
-
-class Stage:
-    """The encoders and senders of one test; all of them are ended with it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self._sources: list[LiveSource] = []
-        self._senders: list[SendProcess] = []
-
-    def source(self, kind: str, audio: Path = SAMPLE, port: int | None = None) -> LiveSource:
-        source = LiveSource(kind, audio, self.workdir, port)
-        self._sources.append(source)
-        return source
-
-    def send(self, *args: str, env: dict[str, str] | None = None) -> SendProcess:
-        sender = SendProcess(*args, env=env)
-        self._senders.append(sender)
-        return sender
-
-    def live(
-        self, kind: str, ingest_url: str, audio: Path = SAMPLE, **play: float
-    ) -> tuple[LiveSource, SendProcess, str]:
-        """An encoder playing ``audio`` as ``kind``, and `wsp send` sending it into a new session."""
-        source = self.source(kind, audio)
-        source.play(**play)
-        sender = self.send(source.url, "--url", ingest_url)
-        return source, sender, sender.printed("session")
-
-    def close(self) -> None:
-        for sender in self._senders:
-            sender.close()
-        for source in self._sources:
-            source.close()
-
-
-@pytest.fixture
-def stage(tmp_path: Path) -> Iterator[Stage]:
-    on = Stage(tmp_path)
-    yield on
-    on.close()
 
 
 def assert_in_order(found: list[tuple[float, float]], gaps: int = 0) -> None:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,9 +15,8 @@ import soundfile as sf
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from common.audio import SAMPLE_RATE
 from common.settings import Settings
+from tests.system.helpers import kill_up, read_banner, start_up
 from wsp.demo import run_demo
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def port_open(port: int) -> bool:
@@ -31,27 +26,9 @@ def port_open(port: int) -> bool:
 
 def test_up_serves_everything_and_ctrl_c_stops_it_all(scripted_env: dict[str, str]) -> None:
     ingest, publisher = int(scripted_env["WSP_INGEST_PORT"]), int(scripted_env["WSP_PUBLISHER_PORT"])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wsp.cli", "up"],
-        cwd=ROOT,
-        env=scripted_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_up(scripted_env)
     try:
-        assert proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        banner = "".join(lines)
+        banner = read_banner(proc)
         assert f"http://127.0.0.1:{ingest}" in banner and f":{publisher}   (display links" in banner
         redis_port = int(banner.split("redis://127.0.0.1:")[1].split("/")[0])
 
@@ -65,11 +42,7 @@ def test_up_serves_everything_and_ctrl_c_stops_it_all(scripted_env: dict[str, st
         for port in (ingest, publisher, redis_port):
             assert not port_open(port), f"port {port} still open after Ctrl-C"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        kill_up(proc)
 
 
 def test_demo_prints_every_caption_a_display_receives(

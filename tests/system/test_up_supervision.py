@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import redis
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
 from tests.served import free_port
+from tests.system.helpers import ROOT, kill_up, read_banner, start_up
 from tests.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -63,32 +61,13 @@ def answering(check: Callable[[], bool]) -> Callable[[], bool]:
 
 @pytest.fixture
 def up(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wsp.cli", "up"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_up(env)
     try:
-        assert proc.stdout is not None
-        banner = ""
-        deadline = time.monotonic() + 60
-        while "Ctrl-C" not in banner and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            banner += line
+        banner = read_banner(proc)
         assert "redis://" in banner, banner
         yield proc, "redis://" + banner.split("redis://")[1].split()[0]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        kill_up(proc)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")

@@ -8,73 +8,28 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from redis.asyncio import Redis
 
 from asr_worker.transcribers.factory import write_script
 from asr_worker.transcribers.scripted import ScriptedTranscriber
-from common.audio import SAMPLE_RATE, float_to_pcm16
-from common.contract import keys
-from common.schemas import CaptionEvent, SessionRecord, TrackSpec
-from tests.waiting import async_wait_until
+from common.schemas import CaptionEvent, TrackSpec
+from tests.worker_helpers import (
+    captions,
+    create_session,
+    ended,
+    epoch,
+    finals_at_least,
+    stream_audio,
+    wait_until,
+)
 
 EN_TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
     "Photography is not allowed during the performance. The first half is Mozart."
 )
-CHUNK_S = 0.25
-
-
-async def create_session(
-    redis: Redis, sid: str, language: str = "ja", tracks: list[TrackSpec] | None = None
-) -> None:
-    """What ingest writes when a session is created (by default Japanese with an English translation)."""
-    record = SessionRecord(
-        id=sid,
-        language=language,
-        tracks=tracks or [TrackSpec(name="ja"), TrackSpec(name="en", task="translate")],
-        created_at=time.time(),
-    )
-    await redis.hset(
-        keys.session(sid), mapping={"record": record.model_dump_json(), "status": "open", "samples": 0}
-    )
-    await redis.zadd(keys.sessions_active(), {sid: record.created_at})
-
-
-async def stream_audio(redis: Redis, sid: str, seconds: float, pace_s: float = 0.0) -> None:
-    """Audio entries then the end marker, the way ingest appends them (silence: the engine is scripted)."""
-    chunk = float_to_pcm16(np.zeros(int(CHUNK_S * SAMPLE_RATE), dtype=np.float32))
-    step = int(CHUNK_S * SAMPLE_RATE)
-    sample0 = 0
-    while sample0 < seconds * SAMPLE_RATE:
-        fields = {"kind": "audio", "sample0": sample0, "pcm": chunk, "at": repr(time.time())}
-        await redis.xadd(keys.audio(sid), fields)  # type: ignore[arg-type]
-        await redis.hincrby(keys.session(sid), "samples", step)
-        sample0 += step
-        if pace_s:
-            await asyncio.sleep(pace_s)
-    await redis.xadd(keys.audio(sid), {"kind": "end", "sample0": sample0, "at": repr(time.time())})
-
-
-async def captions(redis: Redis, sid: str) -> list[CaptionEvent]:
-    rows: Any = await redis.xrange(keys.captions(sid))
-    return [CaptionEvent.model_validate_json(fields[b"event"]) for _, fields in rows]
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    await async_wait_until(check, timeout_s, "the workers to get there")
-
-
-async def ended(redis: Redis, sid: str) -> bool:
-    return await redis.hget(keys.session(sid), "status") == b"ended"
-
-
-async def _finals_at_least(redis: Redis, sid: str, count: int) -> bool:
-    return sum(e.type == "final" for e in await captions(redis, sid)) >= count
 
 
 EN_TIMELINE = ScriptedTranscriber.from_text(EN_TEXT)
@@ -121,7 +76,7 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
             await create_session(redis, sid, "en", [TrackSpec(name="en")])
             total_s = EN_TIMELINE[-1].end + 1.0
             writer = asyncio.create_task(stream_audio(redis, sid, total_s, pace_s=0.1))
-            await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
+            await wait_until(lambda: finals_at_least(redis, sid, 2), timeout_s=60)
             first.kill()
             first.wait(timeout=10)
             second = spawn("proc-second")
@@ -145,11 +100,6 @@ def test_wsp_worker_processes_survive_a_sigkill(redis_url: str, tmp_path: Path) 
     assert_english_complete(events)
 
 
-async def epoch(redis: Redis, sid: str) -> int:
-    value: Any = await redis.get(keys.epoch(sid))
-    return int(value)
-
-
 def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -165,7 +115,7 @@ def test_a_sigtermed_wsp_worker_process_hands_its_session_over_at_once(
         try:
             await create_session(redis, sid, "en", [TrackSpec(name="en")])
             writer = asyncio.create_task(stream_audio(redis, sid, EN_TIMELINE[-1].end + 1.0, pace_s=0.1))
-            await wait_until(lambda: _finals_at_least(redis, sid, 2), timeout_s=60)
+            await wait_until(lambda: finals_at_least(redis, sid, 2), timeout_s=60)
             second = spawn("term-second")
             first.send_signal(signal.SIGTERM)
             stopped_at = time.monotonic()

@@ -1,10 +1,5 @@
-"""`wsp send`: a venue's sources into a session, with real parts.
-
-FFmpeg (the Debian program) on the loopback is the live source: an RTMP server, an SRT listener, an HLS
-encoder whose segments a local HTTP server serves. A PulseAudio null sink is the sound card. Ingest is the
-real service on a real Redis; what a session holds is read back from its audio stream and located in the
-original recording block by block, so a hole, a repeat or a wrong channel shows.
-"""
+"""`wsp send`'s parts on their own: the level meter's warnings, the channel choice and the redaction of
+secrets from what it prints (the sources themselves are tested in the system and model tiers)."""
 
 from __future__ import annotations
 

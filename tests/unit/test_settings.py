@@ -11,13 +11,7 @@ from pydantic import ValidationError
 from common.settings import BUNDLED_MODEL, Settings
 from wsp.cli import main
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("WSP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults_run_the_bundled_model_locally(tmp_path: Path) -> None:
