@@ -18,7 +18,7 @@ from wsp.bench.stream import stream
 
 pytestmark = pytest.mark.model
 
-SAMPLE = Path(__file__).resolve().parents[1] / "common" / "samples" / "ja_concert.wav"
+SAMPLE = Path(__file__).resolve().parents[2] / "common" / "samples" / "ja_concert.wav"
 CUT_S = 21.0
 """The first sentences of the concert sample, cut in the pause after 「…設定してください。」."""
 
