@@ -65,7 +65,7 @@ def _add_decoding_args(parser: argparse.ArgumentParser) -> None:
         metavar="FIXED,PER_S",
         help="time a computation-aware run by a model of what a decode costs (seconds, plus seconds per "
         "second of audio the encoder sees) instead of the wall clock: figures that do not move with the "
-        "machine's other load, e.g. 0.1,0.07 (about base, int8, on 2 idle cores)",
+        "machine's other load, e.g. 0.1,0.07",
     )
 
 
