@@ -209,9 +209,7 @@ def is_copy(key: str, made_up: Sequence[str], min_chars: int) -> bool:
     0.86). The copy carries the verdict of its original. A passage a speaker really says twice is heard
     with confidence the first time, so its repeat keeps its own verdict.
     """
-    return any(
-        len(original) >= min_chars and (key == original or key.startswith(original)) for original in made_up
-    )
+    return any(len(original) >= min_chars and key.startswith(original) for original in made_up)
 
 
 def clean(segments: list[Segment], options: StreamingOptions, history: Sequence[Word] = ()) -> list[Segment]:
