@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,3 +19,16 @@ def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 5.0) -> float:
     """
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
     return ceiling * (0.5 + random.random())
+
+
+def reraise_if_cancelling() -> None:
+    """Call first in an ``except`` of failures a loop retries: raise ``CancelledError`` again when the task
+    running it is being cancelled.
+
+    Cancelling a task that waits on Redis can surface as a connection error (the client closes the
+    connection under the cancelled call); a loop that retries connection errors would carry on after it
+    was told to stop, and a worker cancelled at shutdown would keep claiming sessions.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

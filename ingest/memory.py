@@ -16,6 +16,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from common.redis_conn import memory_usage
+from common.retry import reraise_if_cancelling
 from ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -61,5 +62,6 @@ class MemoryWatch:
             try:
                 await self.check()
             except (RedisError, OSError) as exc:
+                reraise_if_cancelling()
                 log.debug("redis memory figures unavailable: %s", exc)
             await asyncio.sleep(POLL_S)

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from common.contract import captions, keys
 from common.contract.captions import Caption
-from common.retry import backoff_s
+from common.retry import backoff_s, reraise_if_cancelling
 from publisher.metrics import PublisherMetrics
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ class CaptionHub:
                     await self._subscribed(channel)
                     return
                 except (RedisError, OSError) as exc:
+                    reraise_if_cancelling()
                     failures += 1
                     if not channel.ready.done() or failures > RESUBSCRIBE_ATTEMPTS:
                         self._lost(channel, exc)

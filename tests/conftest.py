@@ -31,11 +31,21 @@ TIER_MARKERS = {
 """The markers of each tier's folder: the tiers that start a real Redis server also carry ``redis``."""
 
 
+HEAVY_TIERS = frozenset({"model", "browser"})
+"""Tiers that keep the CPU busy (the model decoding, Chromium rendering): under ``pytest -n 2`` (``make
+test``) they run one after another in one lane, and the other tiers, which mostly wait on real time (audio
+paced as speech, processes starting, leases expiring), run beside them in the other lane."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         relative = item.path.resolve().relative_to(HERE)
-        for name in TIER_MARKERS.get(relative.parts[0], ()):
+        tier = relative.parts[0]
+        for name in TIER_MARKERS.get(tier, ()):
             item.add_marker(name)
+        # one lane for the heavy tiers; elsewhere a file stays together (its module fixtures start once)
+        lane = "heavy" if tier in HEAVY_TIERS else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(lane))
 
 
 @pytest.fixture(scope="module")

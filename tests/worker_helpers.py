@@ -4,9 +4,10 @@ the way ingest writes them, and its captions read back."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from redis.asyncio import Redis
@@ -18,6 +19,26 @@ from tests.waiting import async_wait_until
 
 CHUNK_S = 0.25
 """The length of each audio entry :func:`stream_audio` appends."""
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+async def stop_worker(worker: Stoppable, task: asyncio.Task[None], timeout_s: float = 30.0) -> None:
+    """Ask ``worker`` to stop and wait for its task; if it does not end in time, fail with the stack of every
+    task still alive (where the stop is stuck), instead of hanging until the suite's timeout."""
+    worker.stop()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if done:
+        task.result()
+        return
+    where = io.StringIO()
+    for alive in asyncio.all_tasks():
+        alive.print_stack(file=where)
+    raise AssertionError(
+        f"the worker did not stop within {timeout_s} s; the tasks alive:\n{where.getvalue()}"
+    )
 
 
 async def create_session(

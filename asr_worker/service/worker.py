@@ -13,8 +13,8 @@ A worker that dies instead simply stops renewing: its sessions move when their l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import io
 import logging
 import random
 import signal
@@ -43,7 +43,7 @@ from common import eventloop
 from common.contract.leases import Fenced, Lease
 from common.errors import WspError
 from common.redis_conn import async_client, require_url
-from common.retry import backoff_s
+from common.retry import backoff_s, reraise_if_cancelling
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ HEARTBEATS_PER_TTL = 3
 """Lease renewals per lease TTL: two may be missed before the lease expires."""
 STOP_DEADLINE_S = 30.0
 """On a graceful stop, how long sessions may take to finish their current step before being cancelled."""
+CANCEL_DEADLINE_S = 10.0
+"""How long the worker's own tasks may take to unwind once cancelled before it exits without them."""
 FAILED_BACKOFF_S = 30.0
 """A session whose run failed is not claimed again by this worker for this long."""
 CONNECT_ATTEMPTS = 5
@@ -153,9 +155,7 @@ class Worker:
             await leases.withdraw()
             log.info("worker %s: stopped", self.id)
         finally:
-            for task in [*background, *self._runners.values()]:
-                task.cancel()
-            await asyncio.gather(*background, *self._runners.values(), return_exceptions=True)
+            await _cancel_all(self.id, [*background, *self._runners.values()])
             await redis.aclose()
 
     # -- loops ----------------------------------------------------------------------------------
@@ -171,6 +171,7 @@ class Worker:
                         self.metrics.leases_lost.inc()
                         self._runners[sid].cancel()
             except TRANSIENT as exc:
+                reraise_if_cancelling()
                 log.warning("worker %s: heartbeat failed (%s), retrying", self.id, exc)
             await asyncio.sleep(interval)
 
@@ -182,6 +183,7 @@ class Worker:
                 await self._look_around(leases, start, grace_s)
                 failures = 0
             except TRANSIENT as exc:
+                reraise_if_cancelling()
                 failures += 1
                 log.warning("worker %s: claiming failed (%s), retry %d", self.id, exc, failures)
             busy = len(self._runners) >= self.capacity and not self._could_give_back()
@@ -286,6 +288,7 @@ class Worker:
             self.metrics.leases_lost.inc()
             return
         except TRANSIENT as exc:
+            reraise_if_cancelling()
             log.warning("session %s: redis failed (%s); giving it back", sid, exc, extra={"session": sid})
         except Exception:  # one broken session must not take the worker down
             log.exception("session %s: failed; giving it back", sid, extra={"session": sid})
@@ -315,6 +318,7 @@ class Worker:
                 await runner.run()
                 return runner
             except TRANSIENT as exc:
+                reraise_if_cancelling()
                 attempt += 1
                 if attempt > SESSION_RETRIES or self._stopping.is_set():
                     raise
@@ -355,6 +359,29 @@ class Worker:
         log.info("worker %s: %d sessions handed back", self.id, len(done) + len(pending))
 
 
+async def _cancel_all(worker_id: str, tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them to unwind, but not forever: a task that does not end within
+    ``CANCEL_DEADLINE_S`` (a library that swallowed the cancellation) is reported, with where it is stuck,
+    and left behind, so a worker asked to stop always stops."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, stuck = await asyncio.wait(tasks, timeout=CANCEL_DEADLINE_S)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %s: a task failed", worker_id, exc_info=task.exception())
+    for task in stuck:
+        where = io.StringIO()
+        task.print_stack(file=where)
+        log.error(
+            "worker %s: a task did not stop within %.0f s of its cancellation; leaving it\n%s",
+            worker_id,
+            CANCEL_DEADLINE_S,
+            where.getvalue(),
+        )
+
+
 async def _first_contact(leases: Leases, capacity: int, url: str) -> None:
     """Advertise the worker, retrying a few times with jitter while Redis comes up."""
     for remaining in range(CONNECT_ATTEMPTS - 1, -1, -1):
@@ -362,6 +389,7 @@ async def _first_contact(leases: Leases, capacity: int, url: str) -> None:
             await leases.advertise(capacity, 0)
             return
         except TRANSIENT as exc:
+            reraise_if_cancelling()
             if not remaining:
                 raise RedisUnavailable(f"cannot reach redis at {url}: {exc}") from exc
             log.warning("redis at %s not reachable (%s); %d retries left", url, exc, remaining)
@@ -369,6 +397,8 @@ async def _first_contact(leases: Leases, capacity: int, url: str) -> None:
 
 
 async def _release_quietly(leases: Leases, lease: Lease) -> None:
-    with contextlib.suppress(*TRANSIENT):
+    try:
         if await leases.release(lease):
             log.info("session %s: lease released", lease.sid, extra={"session": lease.sid})
+    except TRANSIENT:
+        reraise_if_cancelling()

@@ -28,7 +28,7 @@ from common.settings import Settings
 from publisher.app import create_app
 from tests.served import Served, free_port
 from tests.waiting import async_wait_until
-from tests.worker_helpers import captions
+from tests.worker_helpers import captions, stop_worker
 
 SENTENCES = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -202,8 +202,7 @@ def test_a_worker_that_falls_behind_skips_ahead_and_says_so(redis_url: str, publ
             await asyncio.wait_for(watcher, 20)  # the publisher closes the display after the end event
             return await captions(redis, sid), received, writer
         finally:
-            slow.stop()
-            await asyncio.wait_for(task, 60)
+            await stop_worker(slow, task, 60)
             await redis.aclose()
 
     events, shown, writer = asyncio.run(scenario())

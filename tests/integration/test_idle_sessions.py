@@ -24,6 +24,7 @@ from common.contract import keys, leases, sessions
 from common.schemas import CaptionEvent, SessionRecord, TrackSpec
 from common.settings import Settings
 from ingest.store import SessionStore
+from tests.worker_helpers import stop_worker
 
 WORDS = "one two three four five six seven eight nine ten. eleven twelve thirteen fourteen fifteen."
 CHUNK_S = 0.25
@@ -46,8 +47,7 @@ async def running(config: Settings) -> AsyncIterator[Worker]:
     try:
         yield worker
     finally:
-        worker.stop()
-        await asyncio.wait_for(task, timeout=30)
+        await stop_worker(worker, task)
 
 
 async def create(redis: Redis, sid: str) -> SessionStore:

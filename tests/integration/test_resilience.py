@@ -30,6 +30,7 @@ from ingest.app import create_app as create_ingest
 from publisher.app import create_app as create_publisher
 from tests.integration.restartable import RestartableRedis, serve_in_thread
 from tests.waiting import async_wait_until
+from tests.worker_helpers import stop_worker
 
 TEXT = (
     "Good evening everyone. Welcome to the autumn concert. Please switch off your phones. "
@@ -128,8 +129,7 @@ def test_a_session_survives_a_frozen_and_a_restarted_redis(redis_server: Restart
             rows: Any = await redis.xrange(keys.captions(sid))
             return [CaptionEvent.model_validate_json(f[b"event"]) for _, f in rows], shown
         finally:
-            worker.stop()
-            await asyncio.wait_for(task, 60)
+            await stop_worker(worker, task, 60)
             await redis.aclose()
 
     try:

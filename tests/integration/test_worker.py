@@ -24,6 +24,7 @@ from tests.worker_helpers import (
     ended,
     epoch,
     finals_at_least,
+    stop_worker,
     stream_audio,
     wait_until,
 )
@@ -71,11 +72,6 @@ def assert_complete(events: list[CaptionEvent]) -> None:
         assert [e.type for e in mine].count("end") == 1 and mine[-1].type == "end", track
 
 
-async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
-    worker.stop()
-    await asyncio.wait_for(task, timeout=30)
-
-
 def test_a_worker_captions_every_word_of_every_track_in_order(redis_url: str) -> None:
     async def scenario() -> list[CaptionEvent]:
         redis = Redis.from_url(redis_url)
@@ -90,7 +86,7 @@ def test_a_worker_captions_every_word_of_every_track_in_order(redis_url: str) ->
             await wait_until(lambda: _no_lease(redis, sid), timeout_s=5)
             return await captions(redis, sid)
         finally:
-            await stop(one, task)
+            await stop_worker(one, task)
             await redis.aclose()
 
     events = asyncio.run(scenario())
@@ -122,7 +118,7 @@ def test_a_crashed_worker_s_session_is_finished_by_another_without_loss_or_repea
             return events, before_takeover, second
         finally:
             if second_task is not None:
-                await stop(second, second_task)
+                await stop_worker(second, second_task)
             await redis.aclose()
 
     events, _, second = asyncio.run(scenario())
@@ -142,7 +138,7 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
             await create_session(redis, sid)
             writer = asyncio.create_task(stream_audio(redis, sid, BilingualScript().audio_s(), pace_s=0.04))
             await wait_until(lambda: finals_at_least(redis, sid, 3), timeout_s=30)
-            await stop(first, first_task)
+            await stop_worker(first, first_task)
             stopped_at = time.monotonic()
             second_task = asyncio.create_task(second.run())
             await writer
@@ -150,7 +146,7 @@ def test_a_stopping_worker_hands_its_session_over_at_once(redis_url: str) -> Non
             return await captions(redis, sid), time.monotonic() - stopped_at
         finally:
             if second_task is not None:
-                await stop(second, second_task)
+                await stop_worker(second, second_task)
             await redis.aclose()
 
     events, took_s = asyncio.run(scenario())
@@ -189,7 +185,7 @@ def test_sessions_whose_audio_stops_are_ended_after_the_idle_time_and_free_their
             assert [e.type for e in await captions(redis, abandoned)] == ["end", "end"]
             return await captions(redis, talk)
         finally:
-            await stop(one, task)
+            await stop_worker(one, task)
             await redis.aclose()
 
     assert_complete(asyncio.run(scenario()))  # every word said before the silence was captioned
