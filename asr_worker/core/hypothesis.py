@@ -198,18 +198,23 @@ class HypothesisBuffer:
         reach = max(self.last_committed_end, self.pending[-1].end if self.pending else 0.0)
         self.pending += [w for w in earlier if w.middle > reach]
 
-    def commit_pending(self, until: float = float("inf")) -> list[Word]:
+    def commit_pending(self, until: float = float("inf"), keep_unsure: bool = False) -> list[Word]:
         """Commit pending words ending by ``until`` without waiting for agreement.
 
-        Used at the end of the stream (everything) and when the buffer hits its hard bound. Words that
-        would begin an utterance the model is unsure of are dropped instead (see ``ONSET_MIN_PROBABILITY``).
+        Used at the end of the stream (everything), when the buffer hits its hard bound, and for words
+        followed by a pause. Words that would begin an utterance the model is unsure of are dropped
+        instead (see ``ONSET_MIN_PROBABILITY``), or left pending with ``keep_unsure`` (agreement may
+        still take them, with the words after them).
         """
         count = 0
         while count < len(self.pending) and self.pending[count].end <= until:
             count += 1
-        committed, self.pending = self.pending[:count], self.pending[count:]
+        committed = self.pending[:count]
         if not self._sure_onset(committed):
+            if not keep_unsure:
+                self.pending = self.pending[count:]
             return []
+        self.pending = self.pending[count:]
         self._remember(committed)
         return committed
 

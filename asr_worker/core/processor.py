@@ -106,6 +106,8 @@ class OnlineProcessor:
         self._quiet_steps = state.quiet_steps
         self._previous_step_sample = state.previous_step_sample
         self._speech_until: float | None = None
+        self._speech: list[tuple[float, float]] | None = None
+        """The speech regions the VAD found in the buffer at the last step (absolute seconds)."""
 
     # -- audio in -------------------------------------------------------------------------------
     def insert_audio(self, samples: np.ndarray) -> None:
@@ -146,6 +148,7 @@ class OnlineProcessor:
                 return self._drop_silence()
             new_speech = regions[-1][1] * SAMPLE_RATE > new_from
             self._speech_until = self.buffer_start_s + regions[-1][1]
+            self._speech = [(self.buffer_start_s + a, self.buffer_start_s + b) for a, b in regions]
             self._quiet_steps = 0 if new_speech else self._quiet_steps + 1
             if self._quiet_steps and not self._hypothesis.pending:
                 return self._end_utterance()  # everything heard is committed and nothing new came
@@ -153,8 +156,31 @@ class OnlineProcessor:
                 return self._end_utterance()
 
         committed = self._transcribe_and_agree(audio)
+        if self._detector is not None:
+            settled = self._settled_until(regions)
+            if settled is not None:
+                committed += self._emit(self._hypothesis.commit_pending(until=settled, keep_unsure=True))
         committed += self._trim()
         return StepResult(committed=committed, partial=list(self._hypothesis.pending), ran_model=True)
+
+    def _settled_until(self, regions: list[tuple[float, float]]) -> float | None:
+        """Where the words this decode heard before a pause end (absolute seconds), or None.
+
+        Agreement waits for a second hypothesis because the words at the end of the first may be cut
+        short or read otherwise once the words after them are heard. Words followed by a pause the VAD
+        found (a gap between two speech regions, or ``edge_s`` or more of silence after the last one)
+        were heard whole, with what follows them, by this decode: the next one would hear the same words
+        and the same pause. They are final now; waiting for agreement on them costs a whole step at the
+        end of every phrase spoken with a pause after it. The limit is the middle of the pause (Whisper
+        stretches a word over the pause after it); words put in a pause at the end were already left out
+        (:meth:`_spoken`).
+        """
+        start = self.buffer_start_s
+        limit = start + (regions[-2][1] + regions[-1][0]) / 2 if len(regions) > 1 else None
+        trailing = self.received_s - (start + regions[-1][1])
+        if trailing >= self.options.edge_s:
+            limit = self.received_s
+        return limit
 
     def finish(self) -> StepResult:
         """End of stream: one last step over unheard audio, then commit everything left."""
@@ -249,9 +275,12 @@ class OnlineProcessor:
         return committed
 
     def _spoken(self, word: Word) -> bool:
-        """False for a word that starts after the last speech the VAD found (its regions are padded):
-        there was nothing to hear, Whisper made it up."""
-        return self._speech_until is None or word.start < self._speech_until
+        """False for a word that lies wholly outside the speech the VAD found (its regions are padded):
+        after the last speech, or in a pause between two stretches of it. There was nothing to hear;
+        Whisper made it up (a greeting in the pause between two voices, a word after the last one)."""
+        if self._speech_until is None or self._speech is None:
+            return True
+        return any(word.start < end and word.end > start for start, end in self._speech)
 
     def _emit(self, words: list[Word]) -> list[Word]:
         """Make committed words monotonic in time and remember them inside the buffer."""

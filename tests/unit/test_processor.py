@@ -282,3 +282,53 @@ def test_a_step_cost_model_times_a_run_whatever_the_machine_is_doing(en: Streami
     assert costed(0.05, 0.01)[1] == emitted
     slow, _ = costed(0.2, 0.15)
     assert slow.bounds()[2] < cheap.bounds()[2]
+
+
+class SpeechIn:
+    """A detector that hears speech in the given stretches of the stream (absolute seconds) only."""
+
+    def __init__(self, spans: list[tuple[float, float]]) -> None:
+        self.spans = spans
+        self.processor: OnlineProcessor | None = None
+
+    def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        assert self.processor is not None
+        start, length = self.processor.buffer_start_s, audio.size / SAMPLE_RATE
+        return [
+            (max(a - start, 0.0), min(b - start, length))
+            for a, b in self.spans
+            if b > start and a < start + length
+        ]
+
+
+def _with_speech_in(engine: ScriptedTranscriber, spans: list[tuple[float, float]]) -> OnlineProcessor:
+    detector = SpeechIn(spans)
+    processor = OnlineProcessor(engine, StreamingOptions(language="ja"), detector=detector)
+    detector.processor = processor
+    return processor
+
+
+def test_words_followed_by_a_pause_are_committed_by_the_decode_that_heard_the_pause() -> None:
+    # Three words end at 1.9 s, then a pause, then speech again from 3.5 s. Agreement alone would wait for
+    # a second decode that also heard 0.4 s after the last word (the step at 3.0 s); the decode that heard
+    # the pause (padding 0.1 s + edge_s 0.4 s of it, the step at 2.5 s) has heard those words whole.
+    first = ScriptedTranscriber.from_text("皆さん こんばんは 。")
+    second = ScriptedTranscriber.from_text("本日は ようこそ 。", start_s=3.5)
+    engine = ScriptedTranscriber([*first, *second])
+    spans = [(first[0].start - 0.1, first[-1].end + 0.1), (second[0].start - 0.1, second[-1].end + 0.1)]
+    result = simulate(_with_speech_in(engine, spans), silence(second[-1].end + 1.0), 0.5, comp_aware=False)
+    first_end = next(c.emitted_s for c in result.commits for w in c.words if w.text == "。")
+    assert result.text("") == "皆さんこんばんは。本日はようこそ。"
+    assert first_end == pytest.approx(2.5)
+
+
+def test_words_whisper_puts_in_a_pause_between_two_stretches_of_speech_are_never_committed() -> None:
+    first = ScriptedTranscriber.from_text("ありがとう ございます 。")
+    second = ScriptedTranscriber.from_text("時間の 都合上 。", start_s=4.5)
+    # words at a natural pace, in the pause between the two voices, where the VAD heard nothing
+    made_up = ScriptedTranscriber.from_text("はい じゃあ 。", start_s=first[-1].end + 0.6)
+    assert made_up[-1].end < second[0].start - 0.2
+    engine = ScriptedTranscriber([*first, *made_up, *second])
+    spans = [(first[0].start - 0.1, first[-1].end + 0.1), (second[0].start - 0.1, second[-1].end + 0.1)]
+    result = simulate(_with_speech_in(engine, spans), silence(second[-1].end + 1.0), 0.5, comp_aware=False)
+    assert result.text("") == "ありがとうございます。時間の都合上。"
