@@ -173,6 +173,7 @@ class Worker:
             except TRANSIENT as exc:
                 reraise_if_cancelling()
                 log.warning("worker %s: heartbeat failed (%s), retrying", self.id, exc)
+            _stop_if_cancelled(self.id, "heartbeat")
             await asyncio.sleep(interval)
 
     async def _claim_loop(self, leases: Leases, start: Callable[[Lease], None]) -> None:
@@ -186,6 +187,7 @@ class Worker:
                 reraise_if_cancelling()
                 failures += 1
                 log.warning("worker %s: claiming failed (%s), retry %d", self.id, exc, failures)
+            _stop_if_cancelled(self.id, "claim loop")
             busy = len(self._runners) >= self.capacity and not self._could_give_back()
             await asyncio.sleep(
                 backoff_s(failures) if failures else SWEEP_INTERVAL_S if busy else CLAIM_INTERVAL_S
@@ -357,6 +359,17 @@ class Worker:
         for lease in held.values():
             await _release_quietly(leases, lease)
         log.info("worker %s: %d sessions handed back", self.id, len(done) + len(pending))
+
+
+def _stop_if_cancelled(worker_id: str, loop: str) -> None:
+    """At each turn of a loop: stop if the task was cancelled and a call inside the turn returned instead of
+    raising (a client library may swallow a cancellation that reaches it at the wrong moment)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        log.warning(
+            "worker %s: %s cancelled (a call returned through the cancellation); stopping", worker_id, loop
+        )
+        raise asyncio.CancelledError
 
 
 async def _cancel_all(worker_id: str, tasks: list[asyncio.Task[None]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,13 +54,26 @@ class _ClosingLeases:
         return []
 
 
-def test_a_cancelled_claim_loop_stops_though_the_cancellation_surfaces_as_a_connection_error() -> None:
+class _SwallowingLeases:
+    """A call that returns through the cancellation (a library that swallowed it)."""
+
+    async def unowned_sessions(self, owned: object) -> list[object]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+        return []
+
+
+@pytest.mark.parametrize("leases", [_ClosingLeases, _SwallowingLeases], ids=["connection-error", "swallowed"])
+def test_a_cancelled_claim_loop_stops_whatever_the_redis_client_makes_of_the_cancellation(
+    leases: type,
+) -> None:
     # A worker cancelled at shutdown (or killed in a test) must stop claiming sessions: the loop retries
-    # connection errors, and must not mistake its own cancellation for one.
+    # connection errors, and must not mistake its own cancellation for one, nor go on when a call
+    # swallowed it.
     one = worker.Worker(Settings(worker_id="w-test"), lambda _: None, vad=False)  # type: ignore[arg-type,return-value]
 
     async def scenario() -> bool:
-        loop = asyncio.create_task(one._claim_loop(_ClosingLeases(), lambda _: None))  # type: ignore[arg-type]
+        loop = asyncio.create_task(one._claim_loop(leases(), lambda _: None))
         await asyncio.sleep(0.05)
         loop.cancel()
         await asyncio.wait({loop}, timeout=2)
