@@ -29,6 +29,11 @@ def reraise_if_cancelling() -> None:
     connection under the cancelled call); a loop that retries connection errors would carry on after it
     was told to stop, and a worker cancelled at shutdown would keep claiming sessions.
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if cancelling():
         raise asyncio.CancelledError
+
+
+def cancelling() -> bool:
+    """Whether the task running this is being cancelled (whatever a call inside it made of that)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -43,7 +43,7 @@ from common import eventloop
 from common.contract.leases import Fenced, Lease
 from common.errors import WspError
 from common.redis_conn import async_client, require_url
-from common.retry import backoff_s, reraise_if_cancelling
+from common.retry import backoff_s, cancelling, reraise_if_cancelling
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -364,8 +364,7 @@ class Worker:
 def _stop_if_cancelled(worker_id: str, loop: str) -> None:
     """At each turn of a loop: stop if the task was cancelled and a call inside the turn returned instead of
     raising (a client library may swallow a cancellation that reaches it at the wrong moment)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if cancelling():
         log.warning(
             "worker %s: %s cancelled (a call returned through the cancellation); stopping", worker_id, loop
         )

@@ -229,18 +229,31 @@ def test_buffers_shrink_where_steps_are_slow_and_keep_their_bounds_where_they_ar
     assert longest_buffer(5.0) >= BUFFER_FLOOR_S - 0.6
 
 
+class SpeechIn:
+    """A detector that hears speech in the given stretches of the stream (absolute seconds) only."""
+
+    def __init__(self, spans: list[tuple[float, float]]) -> None:
+        self.spans = spans
+        self.processor: OnlineProcessor | None = None
+
+    def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        assert self.processor is not None
+        start, length = self.processor.buffer_start_s, audio.size / SAMPLE_RATE
+        return [
+            (max(a - start, 0.0), min(b - start, length))
+            for a, b in self.spans
+            if b > start and a < start + length
+        ]
+
+
+def _with_speech_in(engine: ScriptedTranscriber, spans: list[tuple[float, float]]) -> OnlineProcessor:
+    detector = SpeechIn(spans)
+    processor = OnlineProcessor(engine, StreamingOptions(language="ja"), detector=detector)
+    detector.processor = processor
+    return processor
+
+
 def test_a_made_up_tail_after_the_last_speech_is_never_committed() -> None:
-    class SpeechUntil:
-        """A detector that hears speech from the start of the stream until ``end_s`` only."""
-
-        def __init__(self, processor_start: list[float], end_s: float) -> None:
-            self.start = processor_start
-            self.end_s = end_s
-
-        def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
-            end = min(audio.size / SAMPLE_RATE, self.end_s - self.start[0])
-            return [(0.0, end)] if end > 0 else []
-
     timeline = ScriptedTranscriber.from_text("今日は いい 天気 だ 。")
     spoken_until = timeline[-1].end + 0.1
     # Said at a natural pace (the pace guard would not notice), but after the speech has ended.
@@ -249,10 +262,7 @@ def test_a_made_up_tail_after_the_last_speech_is_never_committed() -> None:
         Word(spoken_until + 0.7, spoken_until + 0.9, "ルー"),
     ]
     engine = ScriptedTranscriber([*timeline, *invented], tail_s=0.0)
-    start = [0.0]
-    processor = OnlineProcessor(
-        engine, StreamingOptions(language="ja"), detector=SpeechUntil(start, spoken_until)
-    )
+    processor = _with_speech_in(engine, [(0.0, spoken_until)])
     result = simulate(processor, silence(spoken_until + 1.0), chunk_s=0.5, comp_aware=False)
     assert result.text("") == "今日はいい天気だ。"
 
@@ -282,30 +292,6 @@ def test_a_step_cost_model_times_a_run_whatever_the_machine_is_doing(en: Streami
     assert costed(0.05, 0.01)[1] == emitted
     slow, _ = costed(0.2, 0.15)
     assert slow.bounds()[2] < cheap.bounds()[2]
-
-
-class SpeechIn:
-    """A detector that hears speech in the given stretches of the stream (absolute seconds) only."""
-
-    def __init__(self, spans: list[tuple[float, float]]) -> None:
-        self.spans = spans
-        self.processor: OnlineProcessor | None = None
-
-    def speech(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        assert self.processor is not None
-        start, length = self.processor.buffer_start_s, audio.size / SAMPLE_RATE
-        return [
-            (max(a - start, 0.0), min(b - start, length))
-            for a, b in self.spans
-            if b > start and a < start + length
-        ]
-
-
-def _with_speech_in(engine: ScriptedTranscriber, spans: list[tuple[float, float]]) -> OnlineProcessor:
-    detector = SpeechIn(spans)
-    processor = OnlineProcessor(engine, StreamingOptions(language="ja"), detector=detector)
-    detector.processor = processor
-    return processor
 
 
 def test_words_followed_by_a_pause_are_committed_by_the_decode_that_heard_the_pause() -> None:
